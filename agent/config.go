@@ -1,0 +1,281 @@
+package agent
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/audittail/audittail/outputs"
+)
+
+// Config is the agent's configuration file. Defaults fills the zero values;
+// Validate names the first offending option.
+type Config struct {
+	// StateDir holds the checkpoint.
+	StateDir string `yaml:"state_dir"`
+	// Inputs are the audit logs to follow.
+	Inputs []InputConfig `yaml:"inputs"`
+	// Batch says when a batch is closed and sent.
+	Batch BatchConfig `yaml:"batch"`
+	// Outputs each get their own pipeline and cursor.
+	Outputs []outputs.Config `yaml:"outputs"`
+	// CheckpointInterval is the least time between two checkpoint writes.
+	// 0 writes after every acknowledged batch before the next is sent, so a
+	// crash re-sends at most one batch.
+	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
+	// ShutdownTimeout bounds the flush of in-flight batches on SIGTERM.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// MaxLineBytes skips (and counts) longer lines.
+	MaxLineBytes ByteSize `yaml:"max_line_bytes"`
+	// PollInterval is how often files are stat'ed besides inotify events.
+	PollInterval time.Duration `yaml:"poll_interval"`
+	// MaxInflight bounds the batches per output that are read but not yet
+	// acknowledged; the reader waits when they are all in flight.
+	MaxInflight int `yaml:"max_inflight"`
+	// Log configures the agent's own log.
+	Log LogConfig `yaml:"log"`
+}
+
+// InputConfig is one audit log.
+type InputConfig struct {
+	// Path is the live file, e.g. /var/log/kubernetes/audit/audit.log; its
+	// lumberjack backups are found beside it.
+	Path string `yaml:"path"`
+	// StartAt applies on the first start only (no checkpoint): end skips
+	// what the live file already holds, beginning reads it from offset 0.
+	StartAt StartAt `yaml:"start_at"`
+}
+
+// BatchConfig closes a batch on whichever limit comes first.
+type BatchConfig struct {
+	MaxEvents int           `yaml:"max_events"`
+	MaxBytes  ByteSize      `yaml:"max_bytes"`
+	MaxWait   time.Duration `yaml:"max_wait"`
+}
+
+// LogConfig configures the agent's log on stderr.
+type LogConfig struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // text or json
+}
+
+// StartAt is where a first start reads the live file from.
+type StartAt string
+
+// StartAt values.
+const (
+	StartEnd       StartAt = "end"
+	StartBeginning StartAt = "beginning"
+)
+
+// UnmarshalText accepts beginning or end.
+func (s *StartAt) UnmarshalText(b []byte) error {
+	switch v := StartAt(b); v {
+	case StartEnd, StartBeginning:
+		*s = v
+		return nil
+	}
+	return fmt.Errorf("invalid start_at %q (want beginning or end)", b)
+}
+
+// ByteSize is a size in bytes; YAML accepts a number or a string with a
+// unit: 512KiB, 4MiB, 1GiB (also KB, MB, GB as powers of 1000).
+type ByteSize int64
+
+// UnmarshalText parses a size.
+func (b *ByteSize) UnmarshalText(text []byte) error {
+	v, err := ParseByteSize(string(text))
+	if err != nil {
+		return err
+	}
+	*b = v
+	return nil
+}
+
+// ParseByteSize parses 123, 4MiB, 10MB and the like.
+func ParseByteSize(s string) (ByteSize, error) {
+	s = strings.TrimSpace(s)
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1000}, {"MB", 1000 * 1000}, {"GB", 1000 * 1000 * 1000}, {"B", 1}}
+	mult := int64(1)
+	for _, u := range units {
+		if rest, ok := strings.CutSuffix(s, u.suffix); ok {
+			s, mult = strings.TrimSpace(rest), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("invalid size %q (want a number of bytes, or one with KiB, MiB, GiB)", s)
+	}
+	return ByteSize(n * mult), nil
+}
+
+// Defaults fills unset options with their default values.
+func (c *Config) Defaults() {
+	if c.StateDir == "" {
+		c.StateDir = "/var/lib/audittail"
+	}
+	for i := range c.Inputs {
+		if c.Inputs[i].StartAt == "" {
+			c.Inputs[i].StartAt = StartEnd
+		}
+	}
+	if c.Batch.MaxEvents == 0 {
+		c.Batch.MaxEvents = 1000
+	}
+	if c.Batch.MaxBytes == 0 {
+		c.Batch.MaxBytes = 4 << 20
+	}
+	if c.Batch.MaxWait == 0 {
+		c.Batch.MaxWait = time.Second
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = 30 * time.Second
+	}
+	if c.MaxLineBytes == 0 {
+		c.MaxLineBytes = 8 << 20
+	}
+	if c.PollInterval == 0 {
+		c.PollInterval = 250 * time.Millisecond
+	}
+	if c.MaxInflight == 0 {
+		c.MaxInflight = 4
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "text"
+	}
+	for i := range c.Outputs {
+		if c.Outputs[i].Name == "" {
+			c.Outputs[i].Name = c.Outputs[i].Type
+		}
+	}
+}
+
+// Validate checks the options after Defaults and names the first bad one.
+func (c *Config) Validate() error {
+	if len(c.Inputs) == 0 {
+		return errors.New("inputs: at least one input is required")
+	}
+	seen := map[string]bool{}
+	for i, in := range c.Inputs {
+		if in.Path == "" {
+			return fmt.Errorf("inputs[%d].path: required", i)
+		}
+		if !filepath.IsAbs(in.Path) {
+			return fmt.Errorf("inputs[%d].path: %q must be an absolute path", i, in.Path)
+		}
+		if seen[in.Path] {
+			return fmt.Errorf("inputs[%d].path: %q is listed twice", i, in.Path)
+		}
+		seen[in.Path] = true
+	}
+	if len(c.Outputs) == 0 {
+		return errors.New("outputs: at least one output is required")
+	}
+	names := map[string]bool{}
+	for i, o := range c.Outputs {
+		if o.Type == "" {
+			return fmt.Errorf("outputs[%d].type: required", i)
+		}
+		if names[o.Name] {
+			return fmt.Errorf("outputs[%d].name: %q is used twice (names key the checkpoint, so they must be unique)", i, o.Name)
+		}
+		names[o.Name] = true
+	}
+	switch {
+	case c.Batch.MaxEvents < 0:
+		return fmt.Errorf("batch.max_events: must be positive, not %d", c.Batch.MaxEvents)
+	case c.Batch.MaxBytes < 1024:
+		return fmt.Errorf("batch.max_bytes: %d is too small (at least 1KiB)", c.Batch.MaxBytes)
+	case c.Batch.MaxWait < 0:
+		return fmt.Errorf("batch.max_wait: must not be negative")
+	case c.CheckpointInterval < 0:
+		return fmt.Errorf("checkpoint_interval: must not be negative")
+	case c.ShutdownTimeout < 0:
+		return fmt.Errorf("shutdown_timeout: must not be negative")
+	case c.MaxLineBytes < 1024:
+		return fmt.Errorf("max_line_bytes: %d is too small (at least 1KiB)", c.MaxLineBytes)
+	case c.PollInterval < 10*time.Millisecond:
+		return fmt.Errorf("poll_interval: %s is too short (at least 10ms)", c.PollInterval)
+	case c.MaxInflight < 1:
+		return fmt.Errorf("max_inflight: must be at least 1, not %d", c.MaxInflight)
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("log.level: invalid value %q (want debug, info, warn or error)", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		return fmt.Errorf("log.format: invalid value %q (want text or json)", c.Log.Format)
+	}
+	return nil
+}
+
+var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
+
+// expandEnv replaces ${NAME} with the environment variable NAME; an unset
+// variable is an error, so a typo does not become an empty value.
+func expandEnv(data []byte) ([]byte, error) {
+	var missing []string
+	out := envRef.ReplaceAllFunc(data, func(m []byte) []byte {
+		name := string(m[2 : len(m)-1])
+		v, ok := os.LookupEnv(name)
+		if !ok {
+			missing = append(missing, name)
+		}
+		return []byte(v)
+	})
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("environment variable %s is not set (referenced as ${%s})", missing[0], missing[0])
+	}
+	return out, nil
+}
+
+// ParseConfig decodes a YAML configuration strictly: unknown keys are errors
+// that name the key and its line. It applies Defaults and Validate.
+func ParseConfig(data []byte) (*Config, error) {
+	data, err := expandEnv(data)
+	if err != nil {
+		return nil, err
+	}
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		return nil, errors.New(strings.ReplaceAll(strings.TrimPrefix(err.Error(), "yaml: unmarshal errors:\n  "), "\n  ", "; "))
+	}
+	c.Defaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// LoadConfig reads and parses a configuration file.
+func LoadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read config: %w", err)
+	}
+	c, err := ParseConfig(data)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
+}

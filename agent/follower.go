@@ -1,0 +1,810 @@
+package agent
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+)
+
+const (
+	readSize = 1 << 20 // bytes per read(2)
+)
+
+// liveOnly as a floor admits no backup: only the live file comes next.
+var liveOnly = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// source is one open file of an input: the live file or a backup.
+type source struct {
+	ref   fileRef
+	f     *os.File
+	r     io.Reader // f, or a gzip reader over f
+	fp    fingerprint
+	order time.Time // ref.TS for a backup; when it was opened for the live file
+	// base is the file offset (decompressed) of the follower's buf[0].
+	base int64
+	// size is the largest size seen (plain files only).
+	size int64
+	// fpChecked is when the live file's head was last compared with fp.
+	fpChecked time.Time
+}
+
+func (s *source) close() {
+	if s != nil && s.f != nil {
+		s.f.Close()
+		s.f = nil
+	}
+}
+
+// follower reads one input for one pipeline. It finds where its cursor
+// points, reads the files in rotation order (holding a renamed file open
+// until it is read to the end), splits complete lines in place and hands
+// them to the batcher. It runs in one goroutine.
+type follower struct {
+	name    logName
+	input   string
+	output  string
+	cfg     *Config
+	log     *slog.Logger
+	stats   *Stats
+	batches *batcher
+
+	cur     *source
+	pending []fileRef // backups known to come after cur, oldest first
+	// When no file is open, prev is the last file read (nil if none) and
+	// floor the earliest rotation time of a backup still to read.
+	prev  *source
+	floor time.Time
+
+	buf        []byte
+	start, end int  // unconsumed bytes are buf[start:end]
+	skipping   bool // inside a line longer than max_line_bytes
+
+	watcher *fsnotify.Watcher
+	watched bool
+	wake    chan struct{}
+	timer   *time.Timer
+	stopAt  func(*source) bool // stop at EOF of the live file (backfill, benchmarks)
+	now     func() time.Time
+}
+
+func newFollower(input InputConfig, output string, cfg *Config, log *slog.Logger, stats *Stats, b *batcher) *follower {
+	return &follower{
+		name:    newLogName(input.Path),
+		input:   input.Path,
+		output:  output,
+		cfg:     cfg,
+		log:     log.With("input", input.Path, "output", output),
+		stats:   stats,
+		batches: b,
+		buf:     make([]byte, min(readSize, int(cfg.MaxLineBytes)+1)),
+		wake:    make(chan struct{}, 1),
+		now:     time.Now,
+	}
+}
+
+// errStop ends the follower without error (ctx done or stopAt reached).
+var errStop = errors.New("stop")
+
+// resolveStart finds where to start: the file and offset of the
+// checkpointed cursor c, or, with no checkpoint, the live file at startAt.
+func (f *follower) resolveStart(c *Cursor, startAt StartAt) error {
+	f.timer = time.NewTimer(time.Hour)
+	f.timer.Stop()
+	f.watch()
+	return f.resolve(c, startAt)
+}
+
+// follow reads until ctx is done, then flushes the batch being filled.
+func (f *follower) follow(ctx context.Context) error {
+	defer f.cur.close()
+	defer func() {
+		if f.watcher != nil {
+			f.watcher.Close()
+		}
+	}()
+	err := f.loop(ctx)
+	f.batches.flush()
+	if errors.Is(err, errStop) || errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// initialCursor is what a first start records before anything is
+// delivered, so that a crash before the first acknowledgement does not turn
+// the next start into another first start.
+func (f *follower) initialCursor() Cursor {
+	if f.cur == nil {
+		return Cursor{Path: f.input, Order: f.floor}
+	}
+	return f.cursorAt(f.cur, f.cur.base+int64(f.start))
+}
+
+func (f *follower) startOrder() time.Time { return f.now().UTC().Truncate(time.Millisecond) }
+
+// cursorAt describes the position off in s.
+func (f *follower) cursorAt(s *source, off int64) Cursor {
+	c := Cursor{
+		Path:   s.ref.Path,
+		Dev:    s.ref.Dev,
+		Ino:    s.ref.Ino,
+		FP:     s.fp,
+		Offset: off,
+		Size:   max(s.size, off),
+		Order:  s.order,
+	}
+	if len(f.pending) > 0 {
+		c.Pending = append([]fileRef(nil), f.pending...)
+	}
+	return c
+}
+
+// resolve opens the file the cursor points to and queues what follows it.
+func (f *follower) resolve(c *Cursor, startAt StartAt) error {
+	files, err := f.listFiles()
+	if err != nil {
+		return err
+	}
+	if c == nil {
+		var live *fileRef
+		if n := len(files); n > 0 && files[n-1].Live {
+			live = &files[n-1]
+		}
+		if live == nil {
+			f.log.Info("input file does not exist yet; waiting for it", "path", f.input)
+			f.floor = f.startOrder()
+			return nil
+		}
+		s, err := f.open(*live, 0)
+		if err != nil {
+			return err
+		}
+		if startAt == StartEnd {
+			off, err := lastLineEnd(s.f, s.size)
+			if err != nil {
+				s.close()
+				return fmt.Errorf("cannot read %s: %w", s.ref.Path, err)
+			}
+			if _, err := s.f.Seek(off, io.SeekStart); err != nil {
+				s.close()
+				return fmt.Errorf("cannot seek %s: %w", s.ref.Path, err)
+			}
+			s.base = off
+			if off > 0 {
+				if s.fp, err = readFingerprint(s.ref.Path, false); err != nil {
+					s.close()
+					return err
+				}
+			}
+		}
+		f.setCur(s)
+		f.log.Info("first start: following the live file", "path", s.ref.Path, "start_at", startAt, "offset", s.base)
+		return nil
+	}
+
+	f.countLostPending(c.Pending, files)
+	minTS := c.Order.Truncate(time.Millisecond)
+	if c.FP.ready() {
+		for _, ref := range files {
+			if !ref.Live && ref.TS.Before(minTS) {
+				continue
+			}
+			fp, err := readFingerprint(ref.Path, ref.GZ)
+			if err != nil || fp != c.FP {
+				continue
+			}
+			s, err := f.open(ref, c.Offset)
+			if err != nil {
+				return err
+			}
+			f.setCur(s)
+			f.pending = backupsAfter(files, ref)
+			f.log.Info("resuming", "path", ref.Path, "offset", s.base, "backups_after", len(f.pending))
+			return nil
+		}
+		lost := max(0, c.Size-c.Offset)
+		f.lose(c.Path, lost, "the checkpointed file is gone (rotated and deleted while the agent was down)")
+	}
+	// Continue with every file written after the cursor's file.
+	var next []fileRef
+	for _, ref := range files {
+		if ref.Live || !ref.TS.Before(minTS) {
+			next = append(next, ref)
+		}
+	}
+	f.floor = minTS
+	return f.openFirst(next)
+}
+
+// countLostPending counts the backups that were queued at the last
+// checkpoint and are gone now.
+func (f *follower) countLostPending(pending, files []fileRef) {
+	for _, p := range pending {
+		ts, _, ok := f.name.parseBackup(baseName(p.Path))
+		if !ok {
+			continue
+		}
+		found := false
+		for _, ref := range files {
+			if !ref.Live && ref.TS.Equal(ts) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			f.lose(p.Path, p.Size, "a rotated backup was deleted before it was read")
+		}
+	}
+}
+
+func (f *follower) lose(path string, n int64, why string) {
+	f.stats.LostFiles.Add(1)
+	f.stats.LostBytes.Add(n)
+	f.log.Warn("data lost: "+why, "file", path, "lost_bytes", n)
+}
+
+// openFirst opens the first file of files that can still be opened, queues
+// the rest, and counts the ones that vanished.
+func (f *follower) openFirst(files []fileRef) error {
+	for i, ref := range files {
+		s, err := f.open(ref, 0)
+		if errors.Is(err, os.ErrNotExist) && !ref.Live && !ref.GZ {
+			// Compressed since it was listed: read the .gz twin.
+			twin := ref
+			twin.Path, twin.GZ = ref.Path+".gz", true
+			s, err = f.open(twin, 0)
+		}
+		if errors.Is(err, os.ErrNotExist) {
+			if !ref.Live {
+				f.lose(ref.Path, ref.Size, "a rotated backup was deleted before it was read")
+			}
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		f.setCur(s)
+		f.pending = append(f.pending[:0], files[i+1:]...)
+		if n := len(f.pending); n > 0 && f.pending[n-1].Live {
+			f.pending = f.pending[:n-1]
+		}
+		return nil
+	}
+	f.cur = nil
+	f.pending = f.pending[:0]
+	return nil
+}
+
+func backupsAfter(files []fileRef, ref fileRef) []fileRef {
+	if ref.Live {
+		return nil
+	}
+	var out []fileRef
+	for _, r := range files {
+		if !r.Live && r.TS.After(ref.TS) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func (f *follower) setCur(s *source) {
+	f.cur = s
+	f.start, f.end = 0, 0
+	f.skipping = false
+}
+
+// open opens ref and positions it at off (decompressed bytes).
+func (f *follower) open(ref fileRef, off int64) (*source, error) {
+	fh, err := os.Open(ref.Path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("cannot open %s: %w", ref.Path, err)
+	}
+	info, err := fh.Stat()
+	if err != nil {
+		fh.Close()
+		return nil, fmt.Errorf("cannot stat %s: %w", ref.Path, err)
+	}
+	ref.Dev, ref.Ino = fileID(info)
+	s := &source{ref: ref, f: fh, r: fh, order: ref.TS, size: info.Size()}
+	if ref.Live {
+		s.order = f.startOrder()
+	}
+	if ref.GZ {
+		s.size = 0
+		zr, err := gzip.NewReader(fh)
+		if err != nil {
+			fh.Close()
+			return nil, fmt.Errorf("cannot read gzip file %s: %w", ref.Path, err)
+		}
+		s.r = zr
+		if off > 0 {
+			n, err := io.CopyN(io.Discard, zr, off)
+			if err != nil {
+				fh.Close()
+				return nil, fmt.Errorf("cannot skip to offset %d of %s (only %d bytes): %w", off, ref.Path, n, err)
+			}
+		}
+		s.base = off
+	} else if off > 0 {
+		if off > s.size {
+			f.stats.Truncations.Add(1)
+			f.log.Warn("file is shorter than the checkpoint (truncated?); reading it from the start", "path", ref.Path, "size", s.size, "offset", off)
+			off = 0
+		}
+		if _, err := fh.Seek(off, io.SeekStart); err != nil {
+			fh.Close()
+			return nil, fmt.Errorf("cannot seek %s: %w", ref.Path, err)
+		}
+		s.base = off
+	}
+	if off > 0 && !s.fp.ready() && !ref.GZ {
+		// Resumed or started mid-file: the head tells who the file is.
+		var head [fingerprintMax]byte
+		n, _ := fh.ReadAt(head[:], 0)
+		s.fp = fingerprintOf(head[:n])
+	}
+	return s, nil
+}
+
+// lastLineEnd returns the offset just past the last newline before size.
+func lastLineEnd(f *os.File, size int64) (int64, error) {
+	buf := make([]byte, 64<<10)
+	for end := size; end > 0; {
+		start := max(0, end-int64(len(buf)))
+		n, err := f.ReadAt(buf[:end-start], start)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return 0, err
+		}
+		if i := bytes.LastIndexByte(buf[:n], '\n'); i >= 0 {
+			return start + int64(i) + 1, nil
+		}
+		end = start
+	}
+	return 0, nil
+}
+
+// loop reads until ctx is done.
+func (f *follower) loop(ctx context.Context) error {
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if f.cur == nil {
+			if err := f.openNext(); err != nil {
+				return err
+			}
+			if f.cur == nil {
+				if err := f.wait(ctx); err != nil {
+					return err
+				}
+				continue
+			}
+		}
+		n, err := f.read()
+		if n > 0 {
+			if err := f.scan(ctx); err != nil {
+				return err
+			}
+			continue
+		}
+		if err != nil && !errors.Is(err, io.EOF) {
+			if err := f.readFailed(ctx, err); err != nil {
+				return err
+			}
+			continue
+		}
+		// At the end of the file.
+		if !f.cur.ref.Live {
+			if err := f.next(ctx); err != nil {
+				return err
+			}
+			continue
+		}
+		switch state, err := f.checkLive(); {
+		case err != nil:
+			return err
+		case state == liveRotated:
+			// Everything the writer put in the old file is there now: drain
+			// it, then move on.
+			if err := f.drain(ctx); err != nil {
+				return err
+			}
+			if err := f.next(ctx); err != nil {
+				return err
+			}
+		case state == liveTruncated:
+			if err := f.truncated(); err != nil {
+				return err
+			}
+		default:
+			if f.stopAt != nil && f.stopAt(f.cur) {
+				return errStop
+			}
+			f.batches.flushDue()
+			if err := f.wait(ctx); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// read reads the next block of the current file into buf.
+func (f *follower) read() (int, error) {
+	if f.end == len(f.buf) {
+		f.makeRoom()
+	}
+	n, err := f.cur.r.Read(f.buf[f.end:])
+	f.end += n
+	f.stats.ReadBytes.Add(int64(n))
+	return n, err
+}
+
+// makeRoom frees space in a full buffer: it moves the partial line to the
+// front, grows the buffer up to max_line_bytes, or gives up on the line.
+func (f *follower) makeRoom() {
+	if f.start > 0 {
+		copy(f.buf, f.buf[f.start:f.end])
+		f.cur.base += int64(f.start)
+		f.end -= f.start
+		f.start = 0
+		return
+	}
+	limit := int(f.cfg.MaxLineBytes) + 1 // the line and its newline
+	if len(f.buf) < limit {
+		nb := make([]byte, min(2*len(f.buf), limit))
+		copy(nb, f.buf[:f.end])
+		f.buf = nb
+		return
+	}
+	// The whole buffer is one line longer than the limit: drop what we
+	// have and skip to the next newline.
+	if !f.skipping {
+		f.stats.OversizeLines.Add(1)
+		f.log.Warn("skipping a line longer than max_line_bytes", "path", f.cur.ref.Path, "offset", f.cur.base, "max_line_bytes", int64(f.cfg.MaxLineBytes))
+	}
+	f.skipping = true
+	f.cur.base += int64(f.end)
+	f.start, f.end = 0, 0
+}
+
+// scan hands every complete line in the buffer to the batcher.
+func (f *follower) scan(ctx context.Context) error {
+	for {
+		i := bytes.IndexByte(f.buf[f.start:f.end], '\n')
+		if i < 0 {
+			break
+		}
+		line := f.buf[f.start : f.start+i]
+		lineStart := f.cur.base + int64(f.start)
+		f.start += i + 1
+		if f.skipping {
+			f.skipping = false
+			continue
+		}
+		if lineStart == 0 && !f.cur.fp.ready() {
+			f.cur.fp = fingerprintOf(f.buf[f.start-i-1 : f.start])
+		}
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		if err := f.batches.add(ctx, line, f.cur, f.cur.base+int64(f.start)); err != nil {
+			return err
+		}
+	}
+	if f.start == f.end {
+		f.cur.base += int64(f.start)
+		f.start, f.end = 0, 0
+	}
+	if !f.cur.fp.ready() && f.cur.base == 0 && f.end >= fingerprintMax {
+		f.cur.fp = fingerprintOf(f.buf[:f.end])
+	}
+	f.batches.flushDue()
+	return nil
+}
+
+// drain reads the current file to its end.
+func (f *follower) drain(ctx context.Context) error {
+	for {
+		n, err := f.read()
+		if n > 0 {
+			if err := f.scan(ctx); err != nil {
+				return err
+			}
+			continue
+		}
+		if err == nil || errors.Is(err, io.EOF) {
+			return nil
+		}
+		return fmt.Errorf("cannot read %s: %w", f.cur.ref.Path, err)
+	}
+}
+
+type liveState int
+
+const (
+	liveSame liveState = iota
+	liveRotated
+	liveTruncated
+)
+
+// checkLive looks at the live path and the open file after an EOF.
+func (f *follower) checkLive() (liveState, error) {
+	s := f.cur
+	info, err := s.f.Stat()
+	if err != nil {
+		return liveSame, fmt.Errorf("cannot stat %s: %w", s.ref.Path, err)
+	}
+	size := info.Size()
+	read := s.base + int64(f.end)
+	if size < read {
+		return liveTruncated, nil
+	}
+	s.size = max(s.size, size)
+	if size > read {
+		return liveSame, nil // more to read: the next read gets it
+	}
+	pinfo, err := os.Stat(f.input)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return liveRotated, nil
+	case err != nil:
+		return liveSame, fmt.Errorf("cannot stat %s: %w", f.input, err)
+	}
+	if dev, ino := fileID(pinfo); dev != s.ref.Dev || ino != s.ref.Ino {
+		return liveRotated, nil
+	}
+	// copytruncate can truncate and refill the file between two looks:
+	// compare the head with the fingerprint now and then.
+	if s.fp.ready() && f.now().Sub(s.fpChecked) >= f.cfg.PollInterval {
+		s.fpChecked = f.now()
+		var head [fingerprintMax]byte
+		n, _ := s.f.ReadAt(head[:], 0)
+		if fingerprintOf(head[:n]) != s.fp {
+			return liveTruncated, nil
+		}
+	}
+	return liveSame, nil
+}
+
+// truncated handles a live file that was truncated in place (copytruncate):
+// the rest of the old content is read from its copy if one can be found by
+// fingerprint, then the live file is read again from offset 0.
+func (f *follower) truncated() error {
+	f.batches.flush()
+	old := f.cur
+	resume := old.base + int64(f.start)
+	f.stats.Truncations.Add(1)
+	f.cur = nil
+	defer old.close()
+	// Unless a copy is found, go on with the live file alone, from 0.
+	f.prev, f.floor, f.pending = nil, liveOnly, f.pending[:0]
+	files, err := f.listFiles()
+	if err != nil {
+		return err
+	}
+	if old.fp.ready() {
+		for _, ref := range files {
+			if ref.Live || ref.TS.Before(old.order) {
+				continue
+			}
+			fp, err := readFingerprint(ref.Path, ref.GZ)
+			if err != nil || fp != old.fp {
+				continue
+			}
+			s, err := f.open(ref, resume)
+			if err != nil {
+				break
+			}
+			f.log.Info("live file was truncated (copytruncate); reading the rest from its copy", "path", f.input, "copy", ref.Path, "offset", resume)
+			f.setCur(s)
+			return nil
+		}
+	}
+	if lost := old.size - resume; lost > 0 {
+		f.lose(f.input, lost, "the live file was truncated before it was read and no copy was found")
+	} else {
+		f.log.Info("live file was truncated; reading it from the start", "path", f.input)
+	}
+	return nil // loop opens the live file again at 0
+}
+
+// next moves from a finished file to the one written after it.
+func (f *follower) next(ctx context.Context) error {
+	f.batches.flush() // a batch's cursor always names the file being read
+	old := f.cur
+	if f.end > f.start && !f.skipping {
+		f.stats.TornLines.Add(1)
+		f.log.Warn("rotated file ends with an incomplete line; skipping it", "path", old.ref.Path, "bytes", f.end-f.start)
+	}
+	f.stats.Rotations.Add(1)
+	f.cur, f.prev = nil, old
+	err := f.openNext()
+	old.close() // after listing: while it is open its inode cannot be reused
+	return err
+}
+
+// openNext opens the next file to read when none is open: the oldest
+// backup written after prev (or rotated after floor), else the live file.
+func (f *follower) openNext() error {
+	files, err := f.listFiles()
+	if err != nil {
+		return err
+	}
+	// Files we had queued that vanished before we got to them.
+	for _, p := range f.pending {
+		found := false
+		for _, ref := range files {
+			if !ref.Live && ref.TS.Equal(p.TS) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			f.lose(p.Path, p.Size, "a rotated backup was deleted before it was read")
+		}
+	}
+	f.pending = f.pending[:0]
+	if err := f.openFirst(f.after(files)); err != nil || f.cur == nil {
+		return err
+	}
+	f.prev = nil
+	if f.cur.ref.Live {
+		f.log.Info("reading the live file", "path", f.input)
+	}
+	return nil
+}
+
+// after returns the files that come after prev (or floor), oldest first,
+// the live file last.
+func (f *follower) after(files []fileRef) []fileRef {
+	var out []fileRef
+	prev := f.prev
+	switch {
+	case prev == nil:
+		for _, ref := range files {
+			if ref.Live || !ref.TS.Before(f.floor) {
+				out = append(out, ref)
+			}
+		}
+	case !prev.ref.Live:
+		for _, ref := range files {
+			if ref.Live || ref.TS.After(prev.ref.TS) {
+				out = append(out, ref)
+			}
+		}
+	default:
+		// prev was opened as the live file: find it among the backups to
+		// learn its rotation time. If it was compressed or deleted,
+		// everything rotated since it was opened is newer, but for its own
+		// .gz, recognised by fingerprint.
+		ts, known := time.Time{}, false
+		for _, ref := range files {
+			if !ref.Live && !ref.GZ && ref.Dev == prev.ref.Dev && ref.Ino == prev.ref.Ino {
+				ts, known = ref.TS, true
+				break
+			}
+		}
+		for _, ref := range files {
+			switch {
+			case ref.Live:
+				out = append(out, ref)
+			case known && ref.TS.After(ts):
+				out = append(out, ref)
+			case !known && !ref.TS.Before(prev.order):
+				if ref.GZ && prev.fp.ready() {
+					if fp, err := readFingerprint(ref.Path, true); err == nil && fp == prev.fp {
+						continue
+					}
+				}
+				out = append(out, ref)
+			}
+		}
+	}
+	return out
+}
+
+// readFailed handles an I/O error: a corrupt gzip file is given up (what is
+// left of it is counted as lost), anything else is retried.
+func (f *follower) readFailed(ctx context.Context, err error) error {
+	if f.cur.ref.GZ {
+		f.log.Error("cannot read compressed backup; skipping the rest of it", "path", f.cur.ref.Path, "error", err)
+		f.stats.LostFiles.Add(1)
+		return f.next(ctx)
+	}
+	f.log.Error("read failed; retrying", "path", f.cur.ref.Path, "error", err)
+	return f.wait(ctx)
+}
+
+// watch starts an inotify watch on the input's directory, if it exists.
+// The poll timer covers the time before, and whatever inotify misses.
+func (f *follower) watch() {
+	if f.watched {
+		return
+	}
+	if f.watcher == nil {
+		w, err := fsnotify.NewWatcher()
+		if err != nil {
+			f.log.Warn("inotify unavailable; polling only", "error", err)
+			f.watched = true
+			return
+		}
+		f.watcher = w
+		go f.forward(w)
+	}
+	if err := f.watcher.Add(f.name.dir); err == nil {
+		f.watched = true
+	}
+}
+
+// forward turns inotify events into wake-ups; it ends when the watcher is
+// closed.
+func (f *follower) forward(w *fsnotify.Watcher) {
+	for {
+		select {
+		case _, ok := <-w.Events:
+			if !ok {
+				return
+			}
+			select {
+			case f.wake <- struct{}{}:
+			default:
+			}
+		case err, ok := <-w.Errors:
+			if !ok {
+				return
+			}
+			f.log.Debug("inotify error; the poll timer covers it", "error", err)
+		}
+	}
+}
+
+// wait sleeps until inotify reports a change, the poll interval passes, the
+// open batch is due, or ctx is done.
+func (f *follower) wait(ctx context.Context) error {
+	d := f.cfg.PollInterval
+	if due, ok := f.batches.due(); ok {
+		d = min(d, max(0, time.Until(due)))
+	}
+	f.timer.Reset(d)
+	defer f.timer.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-f.wake:
+	case <-f.timer.C:
+	}
+	f.watch()
+	return nil
+}
+
+func (f *follower) listFiles() ([]fileRef, error) {
+	files, err := f.name.list()
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cannot list %s: %w", f.name.dir, err)
+	}
+	return files, nil
+}
+
+func baseName(p string) string {
+	for i := len(p) - 1; i >= 0; i-- {
+		if p[i] == '/' {
+			return p[i+1:]
+		}
+	}
+	return p
+}

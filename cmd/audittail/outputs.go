@@ -1,0 +1,37 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/audittail/audittail/outputs"
+	"github.com/audittail/audittail/outputs/file"
+	"github.com/audittail/audittail/outputs/null"
+)
+
+// outputFactories is the one table of output types.
+func outputFactories(log *slog.Logger) map[string]func(outputs.Config) (outputs.Output, error) {
+	return map[string]func(outputs.Config) (outputs.Output, error){
+		"file": func(c outputs.Config) (outputs.Output, error) { return file.New(c, log) },
+		"stdout": func(c outputs.Config) (outputs.Output, error) {
+			if c.Path != "" || c.MaxSizeMB != 0 || c.MaxBackups != 0 || c.Compress {
+				return nil, fmt.Errorf("the stdout output takes no path, max_size_mb, max_backups or compress")
+			}
+			return file.NewWriter(os.Stdout, "stdout"), nil
+		},
+		"null": func(c outputs.Config) (outputs.Output, error) { return null.New(), nil },
+	}
+}
+
+// buildOutput makes the output a config entry describes.
+func buildOutput(log *slog.Logger) func(outputs.Config) (outputs.Output, error) {
+	table := outputFactories(log)
+	return func(c outputs.Config) (outputs.Output, error) {
+		f, ok := table[c.Type]
+		if !ok {
+			return nil, fmt.Errorf("unknown output type %q (want file, stdout or null)", c.Type)
+		}
+		return f(c)
+	}
+}

@@ -1,0 +1,103 @@
+// Package outputs defines the contract between the agent and the sinks that
+// receive audit events, and the types they share. Each sink lives in its own
+// sub-package (outputs/file, outputs/null, ...) and implements Output.
+package outputs
+
+import (
+	"context"
+	"errors"
+)
+
+// Output sends batches of audit events to one sink.
+//
+// Send returns nil only when the sink has accepted the whole batch: the
+// bytes are written (file, stdout), acknowledged (fluentd ack, HTTP 2xx), or
+// written and flushed to the connection (syslog over TCP/TLS). Any other
+// return leaves the batch unacknowledged: the agent keeps the checkpoint
+// before it and sends the batch again, so a sink may see a batch twice but
+// never a gap. Errors wrapped with Permanent are not retried.
+//
+// The agent calls Send from one goroutine per output at a time; Send must
+// honour ctx (return promptly with ctx.Err() when it is done). The batch and
+// its bytes belong to the caller again once Send returns: a sink must copy
+// anything it keeps.
+//
+// Close flushes and releases the sink. Send after Close returns ErrClosed.
+// Close is called once, after the last Send has returned.
+type Output interface {
+	Send(ctx context.Context, b *Batch) error
+	Close(ctx context.Context) error
+}
+
+// ErrClosed is returned by Send on an output that was closed.
+var ErrClosed = errors.New("output closed")
+
+// permanentError marks an error that retrying cannot fix.
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string { return e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }
+
+// Permanent wraps err so that IsPermanent reports true for it: the agent will
+// not retry the batch (it dead-letters it instead). Permanent(nil) is nil.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &permanentError{err}
+}
+
+// IsPermanent reports whether err, or an error it wraps, was made by
+// Permanent.
+func IsPermanent(err error) bool {
+	var p *permanentError
+	return errors.As(err, &p)
+}
+
+// Batch is a run of complete audit event lines, in the order they were read
+// from one input file. Lines are stored back to back, each followed by '\n',
+// so that Bytes is ready to write as JSON lines.
+//
+// A Batch is reused by the agent after Send returns; it is not safe for
+// concurrent mutation.
+type Batch struct {
+	// Input is the configured path of the input the lines came from.
+	Input string
+
+	buf  []byte
+	ends []int // ends[i] is the offset in buf just past line i's '\n'
+}
+
+// Len returns the number of lines in the batch.
+func (b *Batch) Len() int { return len(b.ends) }
+
+// Size returns the number of bytes in the batch, newlines included.
+func (b *Batch) Size() int { return len(b.buf) }
+
+// Line returns the i-th line without its trailing newline. The slice aliases
+// the batch's buffer.
+func (b *Batch) Line(i int) []byte {
+	start := 0
+	if i > 0 {
+		start = b.ends[i-1]
+	}
+	return b.buf[start : b.ends[i]-1]
+}
+
+// Bytes returns every line, each followed by '\n'. The slice aliases the
+// batch's buffer.
+func (b *Batch) Bytes() []byte { return b.buf }
+
+// Append copies line (which must not contain '\n') into the batch.
+func (b *Batch) Append(line []byte) {
+	b.buf = append(b.buf, line...)
+	b.buf = append(b.buf, '\n')
+	b.ends = append(b.ends, len(b.buf))
+}
+
+// Reset empties the batch, keeping its storage.
+func (b *Batch) Reset() {
+	b.buf = b.buf[:0]
+	b.ends = b.ends[:0]
+	b.Input = ""
+}
