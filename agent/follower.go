@@ -60,8 +60,9 @@ type follower struct {
 	pending []fileRef // backups known to come after cur, oldest first
 	// When no file is open, prev is the last file read (nil if none) and
 	// floor the earliest rotation time of a backup still to read.
-	prev  *source
-	floor time.Time
+	prev     *source
+	floor    time.Time
+	listedAt time.Time // when pending was last refreshed
 
 	buf        []byte
 	start, end int  // unconsumed bytes are buf[start:end]
@@ -397,6 +398,11 @@ func (f *follower) loop(ctx context.Context) error {
 			if err := f.scan(ctx); err != nil {
 				return err
 			}
+			if f.now().Sub(f.listedAt) >= f.cfg.PollInterval {
+				if err := f.refresh(); err != nil {
+					return err
+				}
+			}
 			continue
 		}
 		if err != nil && !errors.Is(err, io.EOF) {
@@ -416,8 +422,22 @@ func (f *follower) loop(ctx context.Context) error {
 		case err != nil:
 			return err
 		case state == liveRotated:
-			// Everything the writer put in the old file is there now: drain
-			// it, then move on.
+			// The writer moved on once it writes to the next file: until then
+			// it may still append to the renamed one, so keep reading that.
+			if err := f.drain(ctx); err != nil {
+				return err
+			}
+			ready, err := f.successorReady()
+			if err != nil {
+				return err
+			}
+			if !ready {
+				f.batches.flushDue()
+				if err := f.wait(ctx); err != nil {
+					return err
+				}
+				continue
+			}
 			if err := f.drain(ctx); err != nil {
 				return err
 			}
@@ -578,6 +598,28 @@ func (f *follower) checkLive() (liveState, error) {
 	return liveSame, nil
 }
 
+// successorReady reports whether the file written after the current
+// (renamed) one has data, which means the writer is done with the current
+// one: a writer appends to one file at a time.
+func (f *follower) successorReady() (bool, error) {
+	info, err := os.Stat(f.input)
+	if err == nil {
+		if dev, ino := fileID(info); dev != f.cur.ref.Dev || ino != f.cur.ref.Ino {
+			return info.Size() > 0, nil
+		}
+	}
+	files, err := f.listFiles()
+	if err != nil {
+		return false, err
+	}
+	for _, ref := range f.after(files, f.cur) {
+		if !ref.Live {
+			return true, nil // the next file was rotated already
+		}
+	}
+	return false, nil
+}
+
 // truncated handles a live file that was truncated in place (copytruncate):
 // the rest of the old content is read from its copy if one can be found by
 // fingerprint, then the live file is read again from offset 0.
@@ -642,7 +684,21 @@ func (f *follower) openNext() error {
 	if err != nil {
 		return err
 	}
-	// Files we had queued that vanished before we got to them.
+	f.notePending(files)
+	f.pending = f.pending[:0]
+	if err := f.openFirst(f.after(files, f.prev)); err != nil || f.cur == nil {
+		return err
+	}
+	f.prev = nil
+	if f.cur.ref.Live {
+		f.log.Info("reading the live file", "path", f.input)
+	}
+	return nil
+}
+
+// notePending counts the queued backups that vanished before they were
+// read: lumberjack deleted them (max backups or age) while we lagged.
+func (f *follower) notePending(files []fileRef) {
 	for _, p := range f.pending {
 		found := false
 		for _, ref := range files {
@@ -655,22 +711,31 @@ func (f *follower) openNext() error {
 			f.lose(p.Path, p.Size, "a rotated backup was deleted before it was read")
 		}
 	}
-	f.pending = f.pending[:0]
-	if err := f.openFirst(f.after(files)); err != nil || f.cur == nil {
+}
+
+// refresh lists the directory again while a file is being read, so that
+// the queue of backups to read next (saved with each cursor) is current and
+// backups deleted before they were read are counted with their sizes.
+func (f *follower) refresh() error {
+	f.listedAt = f.now()
+	files, err := f.listFiles()
+	if err != nil {
 		return err
 	}
-	f.prev = nil
-	if f.cur.ref.Live {
-		f.log.Info("reading the live file", "path", f.input)
+	f.notePending(files)
+	f.pending = f.pending[:0]
+	for _, ref := range f.after(files, f.cur) {
+		if !ref.Live {
+			f.pending = append(f.pending, ref)
+		}
 	}
 	return nil
 }
 
-// after returns the files that come after prev (or floor), oldest first,
-// the live file last.
-func (f *follower) after(files []fileRef) []fileRef {
+// after returns the files that come after prev (or floor when prev is
+// nil), oldest first, the live file last.
+func (f *follower) after(files []fileRef, prev *source) []fileRef {
 	var out []fileRef
-	prev := f.prev
 	switch {
 	case prev == nil:
 		for _, ref := range files {

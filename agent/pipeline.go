@@ -156,11 +156,8 @@ func (b *batcher) add(ctx context.Context, line []byte, s *source, end int64) er
 		b.flush()
 	}
 	if b.cur == nil {
-		select {
-		case pb := <-b.p.free:
-			b.cur = pb
-		case <-ctx.Done():
-			return ctx.Err()
+		if err := b.acquire(ctx); err != nil {
+			return err
 		}
 		b.cur.input = b.input
 		b.cur.Batch.Input = b.input
@@ -172,6 +169,31 @@ func (b *batcher) add(ctx context.Context, line []byte, s *source, end int64) er
 		b.flush()
 	}
 	return nil
+}
+
+// acquire takes a free batch, waiting while all are in flight (the output
+// is slow or down). While it waits, the follower keeps its list of queued
+// backups current, so that lumberjack deleting one is noticed and counted.
+func (b *batcher) acquire(ctx context.Context) error {
+	select {
+	case b.cur = <-b.p.free:
+		return nil
+	default:
+	}
+	t := time.NewTicker(b.f.cfg.PollInterval)
+	defer t.Stop()
+	for {
+		select {
+		case b.cur = <-b.p.free:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+			if err := b.f.refresh(); err != nil {
+				b.f.log.Warn("cannot list the input directory", "error", err)
+			}
+		}
+	}
 }
 
 // flush hands the open batch to the sender. It never blocks: ready has

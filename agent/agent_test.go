@@ -1,0 +1,582 @@
+package agent
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/audittail/audittail/outputs"
+	"github.com/audittail/audittail/outputs/file"
+)
+
+// harness runs an Agent in-process with a file output and gives the test
+// the input path, the delivered lines and the counters.
+type harness struct {
+	t      *testing.T
+	dir    string
+	input  string
+	out    string
+	cfg    *Config
+	logBuf *syncBuffer
+
+	agent  *Agent
+	cancel context.CancelFunc
+	done   chan error
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func newHarness(t *testing.T, mod func(*Config)) *harness {
+	t.Helper()
+	dir := t.TempDir()
+	h := &harness{t: t, dir: dir, input: filepath.Join(dir, "log", "audit.log"), out: filepath.Join(dir, "out", "events.jsonl"), logBuf: &syncBuffer{}}
+	h.cfg = &Config{
+		StateDir:     filepath.Join(dir, "state"),
+		Inputs:       []InputConfig{{Path: h.input, StartAt: StartBeginning}},
+		Outputs:      []outputs.Config{{Name: "test", Type: "file", Path: h.out}},
+		Batch:        BatchConfig{MaxEvents: 100, MaxWait: 20 * time.Millisecond},
+		PollInterval: 20 * time.Millisecond,
+	}
+	if mod != nil {
+		mod(h.cfg)
+	}
+	h.cfg.Defaults()
+	if err := h.cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Dir(h.input), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+func (h *harness) log() *slog.Logger {
+	return slog.New(slog.NewTextHandler(h.logBuf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// start runs the agent until stop.
+func (h *harness) start(opts Options) {
+	h.t.Helper()
+	log := h.log()
+	a, err := New(h.cfg, log, func(c outputs.Config) (outputs.Output, error) { return file.New(c, log) }, opts)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	h.agent, h.cancel, h.done = a, cancel, make(chan error, 1)
+	go func() { h.done <- a.Run(ctx) }()
+	h.t.Cleanup(func() {
+		if h.cancel != nil {
+			h.stop()
+		}
+	})
+}
+
+// stop ends the agent the way SIGTERM does and returns its summary.
+func (h *harness) stop() Summary {
+	h.t.Helper()
+	h.cancel()
+	h.cancel = nil
+	select {
+	case err := <-h.done:
+		if err != nil {
+			h.t.Fatalf("agent: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		h.t.Fatal("agent did not stop within 10s")
+	}
+	return h.agent.Summaries()[0]
+}
+
+func (h *harness) delivered() []string {
+	h.t.Helper()
+	data, err := os.ReadFile(h.out)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	s := strings.TrimSuffix(string(data), "\n")
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, "\n")
+}
+
+// waitDelivered waits until n lines were delivered.
+func (h *harness) waitDelivered(n int) []string {
+	h.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got := h.delivered()
+		if len(got) >= n {
+			return got
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("delivered %d lines, want %d; agent log:\n%s", len(got), n, h.logBuf.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func event(i int) string { return fmt.Sprintf(`{"kind":"Event","auditID":"id-%06d","stage":"ResponseComplete"}`, i) }
+
+func events(from, to int) []string {
+	var out []string
+	for i := from; i < to; i++ {
+		out = append(out, event(i))
+	}
+	return out
+}
+
+func appendLines(t *testing.T, path string, lines []string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, l := range lines {
+		if _, err := f.WriteString(l + "\n"); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func backupName(input string, ts time.Time) string {
+	n := newLogName(input)
+	return filepath.Join(n.dir, n.prefix+ts.UTC().Format(backupTimeFormat)+n.ext)
+}
+
+func gzipFile(t *testing.T, path string) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	zw.Write(data)
+	zw.Close()
+	if err := os.WriteFile(path+".gz", buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func assertLines(t *testing.T, got, want []string) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("got %d lines, want %d\nfirst got: %.200q", len(got), len(want), got)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("line %d: got %q, want %q", i, got[i], want[i])
+		}
+	}
+}
+
+func TestDeliversAPartialLineOnlyOnceItsNewlineArrives(t *testing.T) {
+	h := newHarness(t, nil)
+	appendLines(t, h.input, events(0, 3))
+	h.start(Options{})
+	h.waitDelivered(3)
+
+	f, err := os.OpenFile(h.input, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	half := event(3)[:20]
+	f.WriteString(half)
+	time.Sleep(10 * h.cfg.PollInterval)
+	if got := h.delivered(); len(got) != 3 {
+		t.Fatalf("a line without its newline was delivered: %q", got[len(got)-1])
+	}
+	f.WriteString(event(3)[20:] + "\n")
+	assertLines(t, h.waitDelivered(4), events(0, 4))
+	h.stop()
+}
+
+func TestSkipsALineOverMaxLineBytesWholeAndCountsIt(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.MaxLineBytes = 4096 })
+	huge := `{"kind":"Event","auditID":"huge","requestObject":"` + strings.Repeat("x", 50_000) + `"}`
+	appendLines(t, h.input, []string{event(0), huge, event(1), strings.Repeat("y", 4097), event(2)})
+	h.start(Options{})
+	h.waitDelivered(3)
+	time.Sleep(5 * h.cfg.PollInterval)
+	s := h.stop()
+	assertLines(t, h.delivered(), []string{event(0), event(1), event(2)})
+	if s.Read.OversizeLines != 2 {
+		t.Fatalf("oversize lines counted: %d, want 2", s.Read.OversizeLines)
+	}
+	if !strings.Contains(h.logBuf.String(), "skipping a line longer than max_line_bytes") {
+		t.Fatalf("no log line for the oversize line:\n%s", h.logBuf.String())
+	}
+}
+
+func TestWaitsForAMissingDirectoryAndFileThenReadsFromTheStart(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.Inputs[0].StartAt = StartEnd })
+	os.RemoveAll(filepath.Dir(h.input))
+	h.start(Options{})
+	time.Sleep(5 * h.cfg.PollInterval)
+	if err := os.MkdirAll(filepath.Dir(h.input), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	appendLines(t, h.input, events(0, 50))
+	assertLines(t, h.waitDelivered(50), events(0, 50))
+	h.stop()
+}
+
+func TestStartAtEndSkipsWhatTheLiveFileHolds(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.Inputs[0].StartAt = StartEnd })
+	appendLines(t, h.input, events(0, 10))
+	h.start(Options{})
+	time.Sleep(5 * h.cfg.PollInterval)
+	appendLines(t, h.input, events(10, 20))
+	assertLines(t, h.waitDelivered(10), events(10, 20))
+	h.stop()
+}
+
+func TestFinishesARenamedFileBeforeTheNewOne(t *testing.T) {
+	h := newHarness(t, nil)
+	h.start(Options{})
+	old, err := os.OpenFile(h.input, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range events(0, 100) {
+		old.WriteString(l + "\n")
+	}
+	h.waitDelivered(1)
+	// Rotate by rename while the writer still has lines to flush into the
+	// old descriptor (a writer mid-rotation); the agent must keep reading it.
+	if err := os.Rename(h.input, backupName(h.input, time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range events(100, 200) {
+		old.WriteString(l + "\n")
+	}
+	old.Close()
+	appendLines(t, h.input, events(200, 300))
+	assertLines(t, h.waitDelivered(300), events(0, 300))
+	s := h.stop()
+	if s.Read.Rotations != 1 {
+		t.Fatalf("rotations: %d, want 1", s.Read.Rotations)
+	}
+}
+
+func TestCopytruncateRestartsAtZeroAndReadsTheRestFromTheCopy(t *testing.T) {
+	h := newHarness(t, nil)
+	appendLines(t, h.input, events(0, 100))
+	h.start(Options{})
+	h.waitDelivered(100)
+	// The writer adds lines, then logrotate-style copytruncate runs before
+	// the agent reads them: the copy holds the tail.
+	appendLines(t, h.input, events(100, 150))
+	data, err := os.ReadFile(h.input)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(backupName(h.input, time.Now()), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(h.input, 0); err != nil {
+		t.Fatal(err)
+	}
+	appendLines(t, h.input, events(150, 160))
+	got := h.waitDelivered(160)
+	s := h.stop()
+	assertLines(t, got, events(0, 160))
+	if s.Read.Truncations < 1 {
+		t.Fatalf("truncations: %d, want at least 1", s.Read.Truncations)
+	}
+}
+
+func TestResumesInsideAGzippedBackupThenReadsNewerFiles(t *testing.T) {
+	h := newHarness(t, nil)
+	appendLines(t, h.input, events(0, 100))
+	h.start(Options{})
+	h.waitDelivered(100)
+	h.stop()
+
+	// While the agent is down: more lines, two rotations, a compression.
+	appendLines(t, h.input, events(100, 150))
+	t0 := time.Now().Add(time.Second)
+	b1 := backupName(h.input, t0)
+	os.Rename(h.input, b1)
+	appendLines(t, h.input, events(150, 200))
+	b2 := backupName(h.input, t0.Add(time.Second))
+	os.Rename(h.input, b2)
+	appendLines(t, h.input, events(200, 250))
+	gzipFile(t, b1)
+
+	h.start(Options{})
+	h.waitDelivered(250)
+	time.Sleep(5 * h.cfg.PollInterval)
+	h.stop()
+	assertLines(t, h.delivered(), events(0, 250))
+}
+
+func TestReadsABackupAndItsGzipTwinOnce(t *testing.T) {
+	h := newHarness(t, nil)
+	appendLines(t, h.input, events(0, 10))
+	h.start(Options{})
+	h.waitDelivered(10)
+	h.stop()
+	appendLines(t, h.input, events(10, 20))
+	b1 := backupName(h.input, time.Now().Add(time.Second))
+	os.Rename(h.input, b1)
+	// lumberjack mid-compression: the plain backup and a complete .gz.
+	data, _ := os.ReadFile(b1)
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	zw.Write(data)
+	zw.Close()
+	os.WriteFile(b1+".gz", buf.Bytes(), 0o644)
+	appendLines(t, h.input, events(20, 30))
+	h.start(Options{})
+	h.waitDelivered(30)
+	time.Sleep(5 * h.cfg.PollInterval)
+	h.stop()
+	assertLines(t, h.delivered(), events(0, 30))
+}
+
+func TestCountsAndNamesBackupsDeletedBeforeTheyWereRead(t *testing.T) {
+	h := newHarness(t, nil)
+	appendLines(t, h.input, events(0, 100))
+	h.start(Options{})
+	h.waitDelivered(100)
+	h.stop()
+
+	// While the agent is down the writer rotates three times and the
+	// oldest two backups (the checkpointed file and the next) are deleted.
+	t0 := time.Now().Add(time.Second)
+	appendLines(t, h.input, events(100, 150)) // unread tail of the checkpointed file
+	var backups []string
+	for i := range 3 {
+		b := backupName(h.input, t0.Add(time.Duration(i)*time.Second))
+		os.Rename(h.input, b)
+		backups = append(backups, b)
+		appendLines(t, h.input, events(150+50*i, 200+50*i))
+	}
+	os.Remove(backups[0])
+	os.Remove(backups[1])
+
+	h.start(Options{})
+	want := append(events(0, 100), events(200, 300)...)
+	got := h.waitDelivered(len(want))
+	time.Sleep(5 * h.cfg.PollInterval)
+	s := h.stop()
+	assertLines(t, got, want)
+	if s.Read.LostFiles < 1 {
+		t.Fatalf("lost files: %d, want at least 1 (the checkpointed file)", s.Read.LostFiles)
+	}
+	if !strings.Contains(h.logBuf.String(), "data lost") || !strings.Contains(h.logBuf.String(), filepath.Base(h.input)) {
+		t.Fatalf("loss not logged with the file name:\n%s", h.logBuf.String())
+	}
+}
+
+func TestCountsQueuedBackupsDeletedWhileTheOutputWasDown(t *testing.T) {
+	// An output that refuses everything until released: the agent lags,
+	// learns of the backups, and lumberjack deletes two before they are read.
+	h := newHarness(t, func(c *Config) { c.MaxInflight = 1; c.Batch.MaxEvents = 10 })
+	gate := make(chan struct{})
+	log := h.log()
+	a, err := New(h.cfg, log, func(c outputs.Config) (outputs.Output, error) {
+		fo, err := file.New(c, log)
+		return &gatedOutput{Output: fo, gate: gate}, err
+	}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendLines(t, h.input, events(0, 100))
+	t0 := time.Now().Add(time.Second)
+	var backups []string
+	for i := range 3 {
+		b := backupName(h.input, t0.Add(time.Duration(i)*time.Second))
+		backups = append(backups, b)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	time.Sleep(5 * h.cfg.PollInterval) // stuck on the first batch
+	os.Rename(h.input, backups[0])
+	appendLines(t, h.input, events(100, 200))
+	os.Rename(h.input, backups[1])
+	appendLines(t, h.input, events(200, 300))
+	os.Rename(h.input, backups[2])
+	appendLines(t, h.input, events(300, 400))
+	time.Sleep(10 * h.cfg.PollInterval) // the agent lists the new backups
+	st1, _ := os.Stat(backups[1])
+	st2, _ := os.Stat(backups[2])
+	os.Remove(backups[1])
+	os.Remove(backups[2])
+	close(gate)
+	h.agent, h.cancel, h.done = a, cancel, done
+	got := h.waitDelivered(200)
+	time.Sleep(5 * h.cfg.PollInterval)
+	s := h.stop()
+	assertLines(t, got, append(events(0, 100), events(300, 400)...))
+	if s.Read.LostFiles != 2 || s.Read.LostBytes != st1.Size()+st2.Size() {
+		t.Fatalf("lost: %d files %d bytes, want 2 files %d bytes", s.Read.LostFiles, s.Read.LostBytes, st1.Size()+st2.Size())
+	}
+	for _, b := range backups[1:] {
+		if !strings.Contains(h.logBuf.String(), b) {
+			t.Fatalf("lost backup %s not named in the log:\n%s", b, h.logBuf.String())
+		}
+	}
+}
+
+// gatedOutput fails every Send until gate is closed.
+type gatedOutput struct {
+	outputs.Output
+	gate chan struct{}
+}
+
+func (g *gatedOutput) Send(ctx context.Context, b *outputs.Batch) error {
+	select {
+	case <-g.gate:
+		return g.Output.Send(ctx, b)
+	default:
+		return fmt.Errorf("receiver down")
+	}
+}
+
+func TestRefusesToStartOnACorruptCheckpoint(t *testing.T) {
+	h := newHarness(t, nil)
+	os.MkdirAll(h.cfg.StateDir, 0o700)
+	path := filepath.Join(h.cfg.StateDir, CheckpointFile)
+	os.WriteFile(path, []byte(`{"version":1,"cursors":{"test":{"/x":{"offset":`), 0o600)
+	_, err := New(h.cfg, h.log(), func(c outputs.Config) (outputs.Output, error) { return file.New(c, nil) }, Options{})
+	if err == nil {
+		t.Fatal("agent started on a corrupt checkpoint")
+	}
+	for _, want := range []string{path, "--reset-checkpoint"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Fatalf("error %q does not mention %q", err, want)
+		}
+	}
+	// The documented recovery works and keeps the old file for inspection.
+	appendLines(t, h.input, events(0, 5))
+	h.start(Options{ResetCheckpoint: true})
+	assertLines(t, h.waitDelivered(5), events(0, 5))
+	h.stop()
+	aside, _ := filepath.Glob(path + ".reset-*")
+	if len(aside) != 1 {
+		t.Fatalf("corrupt checkpoint not kept aside: %v", aside)
+	}
+}
+
+func TestIgnoresAndRemovesATornTemporaryCheckpoint(t *testing.T) {
+	h := newHarness(t, nil)
+	appendLines(t, h.input, events(0, 10))
+	h.start(Options{})
+	h.waitDelivered(10)
+	h.stop()
+	// A crash in the middle of a checkpoint write leaves a torn temp file.
+	torn := filepath.Join(h.cfg.StateDir, CheckpointFile+".tmp-12345")
+	os.WriteFile(torn, []byte(`{"version":1,"cur`), 0o600)
+	appendLines(t, h.input, events(10, 20))
+	h.start(Options{})
+	h.waitDelivered(20)
+	h.stop()
+	assertLines(t, h.delivered(), events(0, 20))
+	if _, err := os.Stat(torn); !os.IsNotExist(err) {
+		t.Fatalf("torn temp checkpoint still there: %v", err)
+	}
+	fi, err := os.Stat(filepath.Join(h.cfg.StateDir, CheckpointFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Fatalf("checkpoint mode %v, want 0600", fi.Mode().Perm())
+	}
+}
+
+func TestCheckpointNeverPassesWhatTheOutputDidNotAcknowledge(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.Batch.MaxEvents = 10 })
+	gate := make(chan struct{})
+	log := h.log()
+	a, err := New(h.cfg, log, func(c outputs.Config) (outputs.Output, error) {
+		fo, err := file.New(c, log)
+		return &gatedOutput{Output: fo, gate: gate}, err
+	}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendLines(t, h.input, events(0, 100))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	time.Sleep(10 * h.cfg.PollInterval)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	st, err := OpenStore(h.cfg.StateDir, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, ok := st.Cursor("test", h.input)
+	if !ok || c.Offset != 0 {
+		t.Fatalf("checkpoint moved to %d without an acknowledgement", c.Offset)
+	}
+	// Delivery resumes from the start once the output accepts.
+	h.start(Options{})
+	assertLines(t, h.waitDelivered(100), events(0, 100))
+	h.stop()
+}
+
+func TestReadsRealAuditLogsLineByLine(t *testing.T) {
+	src := "../../shared/testdata/real/liggitt__audit2rbac__testdata__demo.log"
+	data, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatalf("shared test data: %v", err)
+	}
+	var want []string
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		if strings.TrimSpace(sc.Text()) != "" {
+			want = append(want, sc.Text())
+		}
+	}
+	h := newHarness(t, nil)
+	if err := os.WriteFile(h.input, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h.start(Options{})
+	assertLines(t, h.waitDelivered(len(want)), want)
+	h.stop()
+}
+
+var _ io.Writer = (*syncBuffer)(nil)
