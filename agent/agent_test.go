@@ -145,7 +145,9 @@ func (h *harness) waitDelivered(n int) []string {
 	}
 }
 
-func event(i int) string { return fmt.Sprintf(`{"kind":"Event","auditID":"id-%06d","stage":"ResponseComplete"}`, i) }
+func event(i int) string {
+	return fmt.Sprintf(`{"kind":"Event","auditID":"id-%06d","stage":"ResponseComplete"}`, i)
+}
 
 func events(from, to int) []string {
 	var out []string
