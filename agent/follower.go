@@ -18,6 +18,30 @@ const (
 	readSize = 1 << 20 // bytes per read(2)
 )
 
+// recentSet remembers the fingerprints of the last files read to the end,
+// so that a clock that puts backup names in the future (lumberjack's
+// LocalTime, a skewed writer) cannot make the follower read them again.
+type recentSet struct {
+	fps  [64]fingerprint
+	next int
+}
+
+func (r *recentSet) add(fp fingerprint) {
+	if fp.ready() && !r.has(fp) {
+		r.fps[r.next%len(r.fps)] = fp
+		r.next++
+	}
+}
+
+func (r *recentSet) has(fp fingerprint) bool {
+	for _, x := range r.fps {
+		if x.ready() && x == fp {
+			return true
+		}
+	}
+	return false
+}
+
 // liveOnly as a floor admits no backup: only the live file comes next.
 var liveOnly = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
 
@@ -62,6 +86,7 @@ type follower struct {
 	// floor the earliest rotation time of a backup still to read.
 	prev     *source
 	floor    time.Time
+	done     recentSet // fingerprints of files this process finished
 	listedAt time.Time // when pending was last refreshed
 
 	buf        []byte
@@ -206,6 +231,7 @@ func (f *follower) resolve(c *Cursor, startAt StartAt) error {
 			if err != nil {
 				return err
 			}
+			s.fp = c.FP
 			f.setCur(s)
 			f.pending = backupsAfter(files, ref)
 			f.log.Info("resuming", "path", ref.Path, "offset", s.base, "backups_after", len(f.pending))
@@ -395,6 +421,21 @@ func (f *follower) loop(ctx context.Context) error {
 		}
 		n, err := f.read()
 		if n > 0 {
+			if f.cur.base == 0 && !f.cur.fp.ready() {
+				if moved, err := f.identify(); err != nil {
+					return err
+				} else if moved {
+					continue
+				}
+			}
+			if f.cur.ref.Live && f.cur.fp.ready() && !f.sameHead() {
+				// copytruncate refilled the file past our offset between two
+				// reads: what we just read is from the middle of new content.
+				if err := f.truncated(); err != nil {
+					return err
+				}
+				continue
+			}
 			if err := f.scan(ctx); err != nil {
 				return err
 			}
@@ -507,14 +548,10 @@ func (f *follower) scan(ctx context.Context) error {
 			break
 		}
 		line := f.buf[f.start : f.start+i]
-		lineStart := f.cur.base + int64(f.start)
 		f.start += i + 1
 		if f.skipping {
 			f.skipping = false
 			continue
-		}
-		if lineStart == 0 && !f.cur.fp.ready() {
-			f.cur.fp = fingerprintOf(f.buf[f.start-i-1 : f.start])
 		}
 		if len(bytes.TrimSpace(line)) == 0 {
 			continue
@@ -527,11 +564,48 @@ func (f *follower) scan(ctx context.Context) error {
 		f.cur.base += int64(f.start)
 		f.start, f.end = 0, 0
 	}
-	if !f.cur.fp.ready() && f.cur.base == 0 && f.end >= fingerprintMax {
-		f.cur.fp = fingerprintOf(f.buf[:f.end])
-	}
 	f.batches.flushDue()
 	return nil
+}
+
+// identify takes the fingerprint of a file read from its start once its
+// first line is in the buffer. For the live file it also looks for copies
+// made since the file was opened: if copytruncate emptied and refilled the
+// file before its first read, those copies hold older lines, so they are
+// read first and the live file after them. It reports whether it switched
+// files.
+func (f *follower) identify() (bool, error) {
+	s := f.cur
+	fp := fingerprintOf(f.buf[f.start:f.end])
+	if !fp.ready() {
+		return false, nil
+	}
+	s.fp = fp
+	if !s.ref.Live {
+		return false, nil
+	}
+	files, err := f.listFiles()
+	if err != nil {
+		return false, err
+	}
+	copies := 0
+	for _, ref := range files {
+		if ref.Live || ref.TS.Before(s.order) || (!ref.GZ && ref.Dev == s.ref.Dev && ref.Ino == s.ref.Ino) {
+			continue
+		}
+		got, err := readFingerprint(ref.Path, ref.GZ)
+		if err != nil || got == fp || f.done.has(got) {
+			continue // our own file renamed and compressed, or one already read
+		}
+		copies++
+	}
+	if copies == 0 {
+		return false, nil
+	}
+	f.log.Info("the live file was truncated and refilled before it was first read; reading its copies first", "path", f.input, "copies", copies)
+	s.close()
+	f.cur, f.prev, f.floor = nil, nil, s.order
+	return true, f.openNext()
 }
 
 // drain reads the current file to its end.
@@ -589,13 +663,21 @@ func (f *follower) checkLive() (liveState, error) {
 	// compare the head with the fingerprint now and then.
 	if s.fp.ready() && f.now().Sub(s.fpChecked) >= f.cfg.PollInterval {
 		s.fpChecked = f.now()
-		var head [fingerprintMax]byte
-		n, _ := s.f.ReadAt(head[:], 0)
-		if fingerprintOf(head[:n]) != s.fp {
+		if !f.sameHead() {
 			return liveTruncated, nil
 		}
 	}
 	return liveSame, nil
+}
+
+// sameHead reports whether the open live file still starts with the line
+// it was identified by. One pread per block read: cheap insurance against
+// reading the middle of new content after a copytruncate.
+func (f *follower) sameHead() bool {
+	s := f.cur
+	var head [fingerprintMax]byte
+	n, _ := s.f.ReadAt(head[:s.fp.Len], 0)
+	return n == s.fp.Len && fingerprintOf(head[:n]) == s.fp
 }
 
 // successorReady reports whether the file written after the current
@@ -671,6 +753,7 @@ func (f *follower) next(ctx context.Context) error {
 		f.log.Warn("rotated file ends with an incomplete line; skipping it", "path", old.ref.Path, "bytes", f.end-f.start)
 	}
 	f.stats.Rotations.Add(1)
+	f.done.add(old.fp)
 	f.cur, f.prev = nil, old
 	err := f.openNext()
 	old.close() // after listing: while it is open its inode cannot be reused
