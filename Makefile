@@ -12,8 +12,9 @@ PKGS      := ./...
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-deps: ## download Go modules (and, for the output tests, Debian packages)
+deps: ## download Go modules and install the Debian packages the tests use
 	$(GO) mod download
+	./scripts/install-test-deps.sh
 
 build: ## build bin/audittail (static)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/audittail

@@ -58,7 +58,7 @@ func newHarness(t *testing.T, mod func(*Config)) *harness {
 	h.cfg = &Config{
 		StateDir:     filepath.Join(dir, "state"),
 		Inputs:       []InputConfig{{Path: h.input, StartAt: StartBeginning}},
-		Outputs:      []outputs.Config{{Name: "test", Type: "file", Path: h.out}},
+		Outputs:      []outputs.Config{{Name: "test", Type: "file"}},
 		Batch:        BatchConfig{MaxEvents: 100, MaxWait: 20 * time.Millisecond},
 		PollInterval: 20 * time.Millisecond,
 	}
@@ -83,7 +83,7 @@ func (h *harness) log() *slog.Logger {
 func (h *harness) start(opts Options) {
 	h.t.Helper()
 	log := h.log()
-	a, err := New(h.cfg, log, func(c outputs.Config) (outputs.Output, error) { return file.New(c, log) }, opts)
+	a, err := New(h.cfg, log, func(c outputs.Config) (outputs.Output, error) { return file.New(file.Options{Path: h.out}, log) }, opts)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -414,7 +414,7 @@ func TestCountsQueuedBackupsDeletedWhileTheOutputWasDown(t *testing.T) {
 	gate := make(chan struct{})
 	log := h.log()
 	a, err := New(h.cfg, log, func(c outputs.Config) (outputs.Output, error) {
-		fo, err := file.New(c, log)
+		fo, err := file.New(file.Options{Path: h.out}, log)
 		return &gatedOutput{Output: fo, gate: gate}, err
 	}, Options{})
 	if err != nil {
@@ -478,7 +478,7 @@ func TestRefusesToStartOnACorruptCheckpoint(t *testing.T) {
 	os.MkdirAll(h.cfg.StateDir, 0o700)
 	path := filepath.Join(h.cfg.StateDir, CheckpointFile)
 	os.WriteFile(path, []byte(`{"version":1,"cursors":{"test":{"/x":{"offset":`), 0o600)
-	_, err := New(h.cfg, h.log(), func(c outputs.Config) (outputs.Output, error) { return file.New(c, nil) }, Options{})
+	_, err := New(h.cfg, h.log(), func(c outputs.Config) (outputs.Output, error) { return file.New(file.Options{Path: h.out}, nil) }, Options{})
 	if err == nil {
 		t.Fatal("agent started on a corrupt checkpoint")
 	}
@@ -529,7 +529,7 @@ func TestCheckpointNeverPassesWhatTheOutputDidNotAcknowledge(t *testing.T) {
 	gate := make(chan struct{})
 	log := h.log()
 	a, err := New(h.cfg, log, func(c outputs.Config) (outputs.Output, error) {
-		fo, err := file.New(c, log)
+		fo, err := file.New(file.Options{Path: h.out}, log)
 		return &gatedOutput{Output: fo, gate: gate}, err
 	}, Options{})
 	if err != nil {

@@ -1,22 +1,135 @@
 package outputs
 
-// Config is one entry of the `outputs:` list in the agent's configuration.
-// It holds the keys of every sink type; each sink validates the ones it
-// uses and New rejects keys that do not belong to the type.
-type Config struct {
-	// Name identifies the output in logs, metrics and the checkpoint. It
-	// must be unique; renaming an output starts it afresh.
-	Name string `yaml:"name"`
-	// Type selects the sink: file, stdout or null.
-	Type string `yaml:"type"`
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
 
-	// Path is the file the `file` output appends JSON lines to.
-	Path string `yaml:"path"`
-	// MaxSizeMB rotates the `file` output (lumberjack) when it reaches this
-	// many megabytes; 0 disables rotation.
-	MaxSizeMB int `yaml:"max_size_mb"`
-	// MaxBackups is how many rotated files the `file` output keeps (0: all).
-	MaxBackups int `yaml:"max_backups"`
-	// Compress gzips the `file` output's rotated files.
-	Compress bool `yaml:"compress"`
+	"gopkg.in/yaml.v3"
+)
+
+// Config is one entry of the `outputs:` list. The keys every output has are
+// fields here; the keys of a type (address, url, path, ...) stay in the YAML
+// node until the sink decodes them with DecodeOptions into its own Options
+// struct, so that each sink owns its keys and an unknown key is still an
+// error that names the key and its line.
+type Config struct {
+	// Name identifies the output in logs, metrics and the checkpoint; it
+	// must be unique. Renaming an output starts it afresh. Default: the type.
+	Name string `yaml:"name"`
+	// Type selects the sink: file, stdout, null, fluentd, logdna or syslog.
+	Type string `yaml:"type"`
+	// OnParseError says what happens to a line that is not a valid audit
+	// event: forward (default: send it as it is, so nothing is lost) or drop
+	// (count and log it, do not send it).
+	OnParseError string `yaml:"on_parse_error"`
+	// DeadLetter is the JSON-lines file that receives events the sink
+	// rejected permanently. Default: <state_dir>/deadletter/<name>.jsonl.
+	DeadLetter string `yaml:"dead_letter"`
+
+	options *yaml.Node // the type's own keys
+	line    int
+}
+
+// commonKeys are decoded into Config itself.
+var commonKeys = map[string]bool{"name": true, "type": true, "on_parse_error": true, "dead_letter": true}
+
+// UnmarshalYAML decodes the common keys and keeps the rest for the sink.
+func (c *Config) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.MappingNode {
+		return fmt.Errorf("line %d: an output must be a mapping of keys", n.Line)
+	}
+	common := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
+	opts := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Line: n.Line}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if commonKeys[k.Value] {
+			common.Content = append(common.Content, k, v)
+		} else {
+			opts.Content = append(opts.Content, k, v)
+		}
+	}
+	type plain Config
+	var p plain
+	if err := common.Decode(&p); err != nil {
+		return err
+	}
+	*c = Config(p)
+	c.options, c.line = opts, n.Line
+	return nil
+}
+
+// Line returns the line of the output's entry in the config file (0 when
+// the Config was not decoded from YAML).
+func (c Config) Line() int { return c.line }
+
+// DecodeOptions decodes the type's own keys into v, a pointer to a struct
+// with yaml tags. A key v does not have is an error naming the key, its line
+// and the keys the type accepts.
+func (c Config) DecodeOptions(v any) error {
+	if c.options == nil || len(c.options.Content) == 0 {
+		return nil
+	}
+	allowed := yamlKeys(reflect.TypeOf(v))
+	for i := 0; i+1 < len(c.options.Content); i += 2 {
+		k := c.options.Content[i]
+		if !allowed[k.Value] {
+			keys := make([]string, 0, len(allowed))
+			for key := range allowed {
+				keys = append(keys, key)
+			}
+			slices.Sort(keys)
+			return fmt.Errorf("line %d: unknown key %q for type %s (known keys: %s)", k.Line, k.Value, c.Type, strings.Join(keys, ", "))
+		}
+	}
+	if err := c.options.Decode(v); err != nil {
+		var te *yaml.TypeError
+		if errors.As(err, &te) {
+			return errors.New(strings.Join(te.Errors, "; "))
+		}
+		return err
+	}
+	return nil
+}
+
+// SetOptions replaces the type's keys; tests and programs that build a
+// Config without YAML use it. opts is encoded to YAML first.
+func (c *Config) SetOptions(opts any) error {
+	var n yaml.Node
+	if err := n.Encode(opts); err != nil {
+		return err
+	}
+	c.options = &n
+	return nil
+}
+
+func yamlKeys(t reflect.Type) map[string]bool {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	keys := map[string]bool{}
+	if t.Kind() != reflect.Struct {
+		return keys
+	}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		tag := f.Tag.Get("yaml")
+		name, opts, _ := strings.Cut(tag, ",")
+		if name == "-" || !f.IsExported() {
+			continue
+		}
+		if strings.Contains(opts, "inline") {
+			for k := range yamlKeys(f.Type) {
+				keys[k] = true
+			}
+			continue
+		}
+		if name == "" {
+			name = strings.ToLower(f.Name)
+		}
+		keys[name] = true
+	}
+	return keys
 }

@@ -6,6 +6,10 @@ package outputs
 import (
 	"context"
 	"errors"
+	"fmt"
+	"time"
+
+	"github.com/audittail/audittail/parser"
 )
 
 // Output sends batches of audit events to one sink.
@@ -31,6 +35,50 @@ type Output interface {
 
 // ErrClosed is returned by Send on an output that was closed.
 var ErrClosed = errors.New("output closed")
+
+// RejectedError reports that the sink accepted a batch except for some lines,
+// which it rejected permanently (a record the sink refuses). The agent
+// dead-letters those lines and acknowledges the batch.
+type RejectedError struct {
+	Lines []int // indexes into the batch, ascending
+	Err   error
+}
+
+func (e *RejectedError) Error() string {
+	return fmt.Sprintf("%d of the batch's events rejected: %v", len(e.Lines), e.Err)
+}
+func (e *RejectedError) Unwrap() error { return e.Err }
+
+// PartialError reports that the sink accepted a batch except for some
+// lines that may succeed later (HTTP 207 with retryable failures). The agent
+// sends a batch of just those lines again, with backoff.
+type PartialError struct {
+	Lines []int // indexes into the batch, ascending
+	Err   error
+}
+
+func (e *PartialError) Error() string {
+	return fmt.Sprintf("%d of the batch's events not accepted yet: %v", len(e.Lines), e.Err)
+}
+func (e *PartialError) Unwrap() error { return e.Err }
+
+// RetryAfterError asks the agent to wait at least After before retrying
+// (HTTP 429/503 with Retry-After).
+type RetryAfterError struct {
+	After time.Duration
+	Err   error
+}
+
+func (e *RetryAfterError) Error() string {
+	return fmt.Sprintf("%v (retry after %s)", e.Err, e.After)
+}
+func (e *RetryAfterError) Unwrap() error { return e.Err }
+
+// Checker is implemented by outputs that can test that their sink is
+// reachable without sending events (`audittail validate --connect`).
+type Checker interface {
+	Check(ctx context.Context) error
+}
 
 // permanentError marks an error that retrying cannot fix.
 type permanentError struct{ err error }
@@ -64,8 +112,10 @@ type Batch struct {
 	// Input is the configured path of the input the lines came from.
 	Input string
 
-	buf  []byte
-	ends []int // ends[i] is the offset in buf just past line i's '\n'
+	buf    []byte
+	ends   []int // ends[i] is the offset in buf just past line i's '\n'
+	events []parser.Event
+	parsed []bool
 }
 
 // Len returns the number of lines in the batch.
@@ -95,9 +145,68 @@ func (b *Batch) Append(line []byte) {
 	b.ends = append(b.ends, len(b.buf))
 }
 
+// Parse scans every line with parser.Scan, once, so that Event can return
+// the fields. It calls onErr for each line that is not a valid audit event
+// (such a line stays in the batch; Event returns nil for it). The agent
+// calls Parse before Send; sinks only read the results.
+func (b *Batch) Parse(onErr func(i int, err error)) {
+	n := len(b.ends)
+	b.events = slicesGrow(b.events, n)
+	b.parsed = slicesGrow(b.parsed, n)
+	for i := range n {
+		err := parser.Scan(b.Line(i), &b.events[i])
+		b.parsed[i] = err == nil
+		if err != nil && onErr != nil {
+			onErr(i, err)
+		}
+	}
+}
+
+func slicesGrow[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	return s[:n]
+}
+
+// Event returns the parsed fields of line i, or nil if the batch was not
+// parsed or the line is not a valid audit event (sinks then send the raw
+// line with default metadata). The Event's slices alias the batch.
+func (b *Batch) Event(i int) *parser.Event {
+	if i >= len(b.parsed) || !b.parsed[i] {
+		return nil
+	}
+	return &b.events[i]
+}
+
+// Keep reduces the batch to the lines whose indexes are in keep (ascending),
+// in order, and drops any parse results (call Parse again).
+func (b *Batch) Keep(keep []int) {
+	w := 0
+	var out []byte
+	ends := make([]int, 0, len(keep))
+	for _, i := range keep {
+		line := b.buf[b.start(i):b.ends[i]]
+		out = append(out, line...)
+		w += len(line)
+		ends = append(ends, w)
+	}
+	b.buf = append(b.buf[:0], out...)
+	b.ends = append(b.ends[:0], ends...)
+	b.parsed = b.parsed[:0]
+}
+
+func (b *Batch) start(i int) int {
+	if i == 0 {
+		return 0
+	}
+	return b.ends[i-1]
+}
+
 // Reset empties the batch, keeping its storage.
 func (b *Batch) Reset() {
 	b.buf = b.buf[:0]
 	b.ends = b.ends[:0]
+	b.parsed = b.parsed[:0]
 	b.Input = ""
 }

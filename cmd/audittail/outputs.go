@@ -13,14 +13,19 @@ import (
 // outputFactories is the one table of output types.
 func outputFactories(log *slog.Logger) map[string]func(outputs.Config) (outputs.Output, error) {
 	return map[string]func(outputs.Config) (outputs.Output, error){
-		"file": func(c outputs.Config) (outputs.Output, error) { return file.New(c, log) },
+		"file": func(c outputs.Config) (outputs.Output, error) { return file.FromConfig(c, log) },
 		"stdout": func(c outputs.Config) (outputs.Output, error) {
-			if c.Path != "" || c.MaxSizeMB != 0 || c.MaxBackups != 0 || c.Compress {
-				return nil, fmt.Errorf("the stdout output takes no path, max_size_mb, max_backups or compress")
+			if err := c.DecodeOptions(&struct{}{}); err != nil {
+				return nil, err
 			}
 			return file.NewWriter(os.Stdout, "stdout"), nil
 		},
-		"null": func(c outputs.Config) (outputs.Output, error) { return null.New(), nil },
+		"null": func(c outputs.Config) (outputs.Output, error) {
+			if err := c.DecodeOptions(&struct{}{}); err != nil {
+				return nil, err
+			}
+			return null.New(), nil
+		},
 	}
 }
 

@@ -35,15 +35,37 @@ type Output struct {
 
 var _ outputs.Output = (*Output)(nil)
 
-// New opens the `file` output described by cfg. A file left with a torn last
-// line by a crash is cut back to its last complete line first (that line was
-// never acknowledged, so it will be sent again).
-func New(cfg outputs.Config, log *slog.Logger) (*Output, error) {
+// Options are the `file` output's keys.
+type Options struct {
+	// Path is the file to append JSON lines to (required).
+	Path string `yaml:"path"`
+	// MaxSizeMB rotates the file (lumberjack) at this many megabytes; 0
+	// never rotates.
+	MaxSizeMB int `yaml:"max_size_mb"`
+	// MaxBackups is how many rotated files to keep (0: all).
+	MaxBackups int `yaml:"max_backups"`
+	// Compress gzips rotated files.
+	Compress bool `yaml:"compress"`
+}
+
+// FromConfig decodes the file output's keys and opens it.
+func FromConfig(c outputs.Config, log *slog.Logger) (*Output, error) {
+	var o Options
+	if err := c.DecodeOptions(&o); err != nil {
+		return nil, err
+	}
+	return New(o, log)
+}
+
+// New opens the `file` output. A file left with a torn last line by a crash
+// is cut back to its last complete line first (that line was never
+// acknowledged, so it will be sent again).
+func New(cfg Options, log *slog.Logger) (*Output, error) {
 	if cfg.Path == "" {
-		return nil, fmt.Errorf("output %q (file): path is required", cfg.Name)
+		return nil, fmt.Errorf("path: required")
 	}
 	if cfg.MaxSizeMB < 0 || cfg.MaxBackups < 0 {
-		return nil, fmt.Errorf("output %q (file): max_size_mb and max_backups must not be negative", cfg.Name)
+		return nil, fmt.Errorf("max_size_mb and max_backups must not be negative")
 	}
 	if err := os.MkdirAll(filepath.Dir(cfg.Path), 0o755); err != nil {
 		return nil, fmt.Errorf("cannot create directory for %s: %w", cfg.Path, err)
@@ -53,7 +75,7 @@ func New(cfg outputs.Config, log *slog.Logger) (*Output, error) {
 		return nil, err
 	}
 	if cut > 0 && log != nil {
-		log.Warn("removed a torn last line left by a crash; it will be sent again", "output", cfg.Name, "path", cfg.Path, "bytes", cut)
+		log.Warn("removed a torn last line left by a crash; it will be sent again", "path", cfg.Path, "bytes", cut)
 	}
 	o := &Output{name: cfg.Path}
 	if cfg.MaxSizeMB > 0 {

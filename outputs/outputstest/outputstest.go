@@ -1,0 +1,212 @@
+// Package outputstest is the conformance suite every output passes: the
+// same tests, run against each sink and a real listener on 127.0.0.1.
+package outputstest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/audittail/audittail/outputs"
+	"github.com/audittail/audittail/parser"
+	"github.com/audittail/audittail/parser/auditgen"
+)
+
+// Harness connects the suite to one sink and its receiver.
+type Harness struct {
+	// New returns an output that delivers to the receiver. The suite
+	// closes it.
+	New func(t *testing.T) outputs.Output
+	// Received returns the auditIDs the receiver has accepted so far, in
+	// arrival order, decoded with a decoder independent of the sink.
+	Received func() []string
+	// FailTransient makes the receiver fail the next n deliveries in a way
+	// that must be retried (HTTP 5xx, an ack withheld, a closed connection).
+	FailTransient func(n int)
+	// FailPermanent makes the receiver reject the next n deliveries
+	// permanently (HTTP 4xx). Nil for sinks that cannot reject (syslog).
+	FailPermanent func(n int)
+	// Reset forgets what was received. Called before each test.
+	Reset func()
+}
+
+// NewBatch returns a parsed batch of n realistic events (mixed levels) with
+// the auditIDs it holds.
+func NewBatch(seed uint64, n int) (*outputs.Batch, []string) {
+	g := auditgen.New(seed)
+	b := &outputs.Batch{Input: "/var/log/kubernetes/audit/audit.log"}
+	ids := make([]string, 0, n)
+	var buf []byte
+	ts := time.Date(2026, 11, 23, 10, 54, 44, 671393000, time.UTC)
+	for i := range n {
+		buf = g.AppendMixed(buf[:0], ts.Add(time.Duration(i)*time.Millisecond))
+		b.Append(buf[:len(buf)-1])
+	}
+	b.Parse(nil)
+	for i := range n {
+		id, _ := parser.Unquote(nil, b.Event(i).AuditID)
+		ids = append(ids, string(id))
+	}
+	return b, ids
+}
+
+// waitReceived waits until the receiver holds at least n auditIDs.
+func waitReceived(t *testing.T, h Harness, n int) []string {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got := h.Received()
+		if len(got) >= n || time.Now().After(deadline) {
+			return got
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func contains(got []string, want []string) error {
+	set := make(map[string]int, len(got))
+	for _, id := range got {
+		set[id]++
+	}
+	for _, id := range want {
+		if set[id] == 0 {
+			return fmt.Errorf("event %s was not received", id)
+		}
+	}
+	return nil
+}
+
+// Run runs the suite.
+func Run(t *testing.T, h Harness) {
+	reset := func() {
+		if h.Reset != nil {
+			h.Reset()
+		}
+	}
+	send := func(t *testing.T, o outputs.Output, b *outputs.Batch) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		return o.Send(ctx, b)
+	}
+
+	t.Run("delivers every event of a batch in order", func(t *testing.T) {
+		reset()
+		o := h.New(t)
+		defer o.Close(context.Background())
+		b, ids := NewBatch(1, 200)
+		if err := send(t, o, b); err != nil {
+			t.Fatalf("Send: %v", err)
+		}
+		got := waitReceived(t, h, len(ids))
+		if !slices.Equal(got, ids) {
+			t.Fatalf("received %d events, want the batch's %d in order", len(got), len(ids))
+		}
+	})
+
+	t.Run("keeps batches in the order they were sent", func(t *testing.T) {
+		reset()
+		o := h.New(t)
+		defer o.Close(context.Background())
+		var want []string
+		for i := range 5 {
+			b, ids := NewBatch(uint64(10+i), 50)
+			if err := send(t, o, b); err != nil {
+				t.Fatalf("Send %d: %v", i, err)
+			}
+			want = append(want, ids...)
+		}
+		got := waitReceived(t, h, len(want))
+		if !slices.Equal(got, want) {
+			t.Fatalf("received %d events out of order or incomplete, want %d", len(got), len(want))
+		}
+	})
+
+	t.Run("reports a transient failure so the batch is sent again", func(t *testing.T) {
+		if h.FailTransient == nil {
+			t.Skip("the sink has no transient failure to simulate")
+		}
+		reset()
+		o := h.New(t)
+		defer o.Close(context.Background())
+		b, ids := NewBatch(20, 30)
+		h.FailTransient(1)
+		err := send(t, o, b)
+		if err == nil {
+			t.Fatal("Send returned nil although the receiver did not accept the batch")
+		}
+		if outputs.IsPermanent(err) {
+			t.Fatalf("a transient failure was reported as permanent: %v", err)
+		}
+		if err := send(t, o, b); err != nil {
+			t.Fatalf("retry: %v", err)
+		}
+		if err := contains(waitReceived(t, h, len(ids)), ids); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("reports a permanent rejection as permanent", func(t *testing.T) {
+		if h.FailPermanent == nil {
+			t.Skip("the sink cannot reject a batch")
+		}
+		reset()
+		o := h.New(t)
+		defer o.Close(context.Background())
+		b, _ := NewBatch(30, 10)
+		h.FailPermanent(1)
+		err := send(t, o, b)
+		var rej *outputs.RejectedError
+		if err == nil || !(outputs.IsPermanent(err) || errors.As(err, &rej)) {
+			t.Fatalf("Send = %v, want a permanent error", err)
+		}
+	})
+
+	t.Run("has delivered everything once Close returns", func(t *testing.T) {
+		reset()
+		o := h.New(t)
+		var want []string
+		for i := range 3 {
+			b, ids := NewBatch(uint64(40+i), 20)
+			if err := send(t, o, b); err != nil {
+				t.Fatalf("Send: %v", err)
+			}
+			want = append(want, ids...)
+		}
+		if err := o.Close(context.Background()); err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+		if err := contains(waitReceived(t, h, len(want)), want); err != nil {
+			t.Fatal(err)
+		}
+		b, _ := NewBatch(50, 1)
+		if err := send(t, o, b); !errors.Is(err, outputs.ErrClosed) {
+			t.Fatalf("Send after Close = %v, want ErrClosed", err)
+		}
+	})
+
+	t.Run("returns promptly when the context is cancelled", func(t *testing.T) {
+		reset()
+		o := h.New(t)
+		defer o.Close(context.Background())
+		b, _ := NewBatch(60, 10)
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		done := make(chan error, 1)
+		go func() { done <- o.Send(ctx, b) }()
+		select {
+		case err := <-done:
+			if err == nil {
+				// Accepting a batch before noticing the cancellation is
+				// allowed only if it was really delivered.
+				if err := contains(waitReceived(t, h, 10), nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("Send ignored a cancelled context for 5s")
+		}
+	})
+}
