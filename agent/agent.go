@@ -25,11 +25,14 @@ type Options struct {
 	// StopAtEOF makes every follower stop once it has read the live file to
 	// its end (benchmarks; one-shot reads).
 	StopAtEOF bool
+	// Version is reported in audittail_build_info.
+	Version string
 }
 
 // Agent runs one pipeline per output.
 type Agent struct {
 	cfg       *Config
+	opts      Options
 	log       *slog.Logger
 	store     *Store
 	pipelines []*pipeline
@@ -42,14 +45,14 @@ func New(cfg *Config, log *slog.Logger, build BuildFunc, opts Options) (*Agent, 
 	if err != nil {
 		return nil, err
 	}
-	a := &Agent{cfg: cfg, log: log, store: store}
+	a := &Agent{cfg: cfg, opts: opts, log: log, store: store}
 	for _, oc := range cfg.Outputs {
 		out, err := build(oc)
 		if err != nil {
 			a.closeOutputs(context.Background())
 			return nil, fmt.Errorf("output %q: %w", oc.Name, err)
 		}
-		p := newPipeline(oc.Name, out, cfg, store, log)
+		p := newPipeline(oc, out, cfg, store, log)
 		if opts.StopAtEOF {
 			for _, in := range p.inputs {
 				in.follower.stopAt = func(*source) bool { return true }
@@ -64,6 +67,9 @@ func (a *Agent) closeOutputs(ctx context.Context) {
 	for _, p := range a.pipelines {
 		if err := p.out.Close(ctx); err != nil {
 			a.log.Error("cannot close output", "output", p.name, "error", err)
+		}
+		if err := p.dead.close(); err != nil {
+			a.log.Error("cannot close dead-letter file", "output", p.name, "error", err)
 		}
 	}
 }
@@ -181,14 +187,17 @@ type StatsSnapshot struct {
 
 // OutputSnapshot is a copy of OutputStats.
 type OutputSnapshot struct {
-	Events, Bytes, Batches, Failed, Retries, Dropped, CheckpointFails int64
+	Events, Bytes, Batches, Failed, Retries, DeadLettered, ParseDropped, CheckpointFails int64
+	ParseErrors                                                                         map[string]int64
 }
 
 // Summaries returns the counters of every pipeline and input.
 func (a *Agent) Summaries() []Summary {
 	var out []Summary
 	for _, p := range a.pipelines {
-		o := OutputSnapshot{p.stats.Events.Load(), p.stats.Bytes.Load(), p.stats.Batches.Load(), p.stats.Failed.Load(), p.stats.Retries.Load(), p.stats.Dropped.Load(), p.stats.CheckpointFails.Load()}
+		st := p.stats
+		o := OutputSnapshot{st.Events.Load(), st.Bytes.Load(), st.Batches.Load(), st.Failed.Load(), st.Retries.Load(),
+			st.DeadLettered.Load(), st.ParseDropped.Load(), st.CheckpointFails.Load(), st.ParseErrors()}
 		for _, in := range p.inputs {
 			s := in.stats
 			out = append(out, Summary{Output: p.name, Input: in.cfg.Path, Sent: o, Read: StatsSnapshot{
@@ -202,7 +211,7 @@ func (a *Agent) Summaries() []Summary {
 func (a *Agent) logSummary() {
 	for _, s := range a.Summaries() {
 		a.log.Info("summary", "output", s.Output, "input", s.Input,
-			"events_delivered", s.Sent.Events, "batches", s.Sent.Batches, "retries", s.Sent.Retries, "dropped", s.Sent.Dropped,
+			"events_delivered", s.Sent.Events, "batches", s.Sent.Batches, "retries", s.Sent.Retries, "dead_lettered", s.Sent.DeadLettered, "parse_errors", s.Sent.ParseErrors, "parse_dropped", s.Sent.ParseDropped,
 			"lines_read", s.Read.Lines, "bytes_read", s.Read.ReadBytes, "rotations", s.Read.Rotations, "truncations", s.Read.Truncations,
 			"oversize_lines", s.Read.OversizeLines, "torn_lines", s.Read.TornLines, "lost_bytes", s.Read.LostBytes, "lost_files", s.Read.LostFiles)
 	}

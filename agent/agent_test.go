@@ -5,15 +5,21 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/audittail/audittail/outputs"
 	"github.com/audittail/audittail/outputs/file"
@@ -582,3 +588,253 @@ func TestReadsRealAuditLogsLineByLine(t *testing.T) {
 }
 
 var _ io.Writer = (*syncBuffer)(nil)
+
+func scrape(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return fmt.Sprintf("%d %s", resp.StatusCode, b)
+}
+
+func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if v, ok := labels[lp.GetName()]; ok && v != lp.GetValue() {
+					continue next
+				}
+			}
+			switch {
+			case m.Counter != nil:
+				return m.Counter.GetValue()
+			case m.Gauge != nil:
+				return m.Gauge.GetValue()
+			}
+		}
+	}
+	t.Fatalf("metric %s%v not found", name, labels)
+	return 0
+}
+
+func TestMetricsMoveAndReadinessFollowsTheOutput(t *testing.T) {
+	h := newHarness(t, func(c *Config) {
+		c.Batch.MaxEvents = 10
+		c.Metrics.UnreadyAfter = 50 * time.Millisecond
+	})
+	down := &switchOutput{}
+	log := h.log()
+	a, err := New(h.cfg, log, func(c outputs.Config) (outputs.Output, error) {
+		fo, err := file.New(file.Options{Path: h.out}, log)
+		down.Output = fo
+		return down, err
+	}, Options{Version: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(a.Collector())
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go a.Serve(ctx, ln, reg)
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	h.agent, h.cancel, h.done = a, cancel, done
+	base := "http://" + ln.Addr().String()
+
+	appendLines(t, h.input, events(0, 50))
+	h.waitDelivered(50)
+	if got := scrape(t, base+"/healthz"); !strings.HasPrefix(got, "200") {
+		t.Fatalf("/healthz: %s", got)
+	}
+	waitFor(t, func() bool { return strings.HasPrefix(scrape(t, base+"/readyz"), "200") }, "ready")
+	out := map[string]string{"output": "test"}
+	if v := metricValue(t, reg, "audittail_events_total", map[string]string{"output": "test", "result": "delivered"}); v != 50 {
+		t.Fatalf("events delivered: %v, want 50", v)
+	}
+	if v := metricValue(t, reg, "audittail_batches_total", map[string]string{"output": "test", "result": "ok"}); v < 5 {
+		t.Fatalf("batches: %v, want at least 5", v)
+	}
+	read := metricValue(t, reg, "audittail_read_bytes_total", nil)
+	if read == 0 {
+		t.Fatal("read bytes did not move")
+	}
+	if v := metricValue(t, reg, "audittail_checkpoint_lag_bytes", out); v != 0 {
+		t.Fatalf("lag after delivering everything: %v, want 0", v)
+	}
+
+	// The output goes away: readiness drops, lag grows.
+	down.down.Store(true)
+	appendLines(t, h.input, events(50, 100))
+	waitFor(t, func() bool { return strings.HasPrefix(scrape(t, base+"/readyz"), "503") }, "unready while the output is down")
+	if v := metricValue(t, reg, "audittail_checkpoint_lag_bytes", out); v == 0 {
+		t.Fatal("lag did not grow while the output was down")
+	}
+	if v := metricValue(t, reg, "audittail_retries_total", out); v == 0 {
+		t.Fatal("no retries counted while the output was down")
+	}
+	if !strings.Contains(scrape(t, base+"/metrics"), "audittail_ready 0") {
+		t.Fatal("/metrics does not show audittail_ready 0")
+	}
+
+	// It comes back: everything is delivered and readiness returns.
+	down.down.Store(false)
+	assertLines(t, h.waitDelivered(100), events(0, 100))
+	waitFor(t, func() bool { return strings.HasPrefix(scrape(t, base+"/readyz"), "200") }, "ready again")
+	if v := metricValue(t, reg, "audittail_read_bytes_total", nil); v <= read {
+		t.Fatal("read bytes did not move")
+	}
+	h.stop()
+}
+
+// switchOutput fails every Send while down is set.
+type switchOutput struct {
+	outputs.Output
+	down atomic.Bool
+}
+
+func (s *switchOutput) Send(ctx context.Context, b *outputs.Batch) error {
+	if s.down.Load() {
+		return fmt.Errorf("receiver down")
+	}
+	return s.Output.Send(ctx, b)
+}
+
+func waitFor(t *testing.T, cond func() bool, what string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatalf("timed out waiting for: %s", what)
+}
+
+func TestInvalidLinesAreCountedAndForwardedOrDropped(t *testing.T) {
+	real := `{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"a1","stage":"ResponseComplete","verb":"get"}`
+	lines := []string{
+		real,
+		`{"kind":"Event","auditID":"cut`, // truncated
+		`2017-09-11T19:55:05.123Z AUDIT: id="x" stage="y"`, // legacy format
+		`[1,2,3]`, // not an object
+		real,
+	}
+	for _, mode := range []string{"forward", "drop"} {
+		t.Run(mode, func(t *testing.T) {
+			h := newHarness(t, func(c *Config) { c.Outputs[0].OnParseError = mode })
+			appendLines(t, h.input, lines)
+			h.start(Options{})
+			want := lines
+			if mode == "drop" {
+				want = []string{real, real}
+			}
+			h.waitDelivered(len(want))
+			time.Sleep(5 * h.cfg.PollInterval)
+			s := h.stop()
+			assertLines(t, h.delivered(), want)
+			wantErrs := map[string]int64{"truncated": 1, "legacy_format": 1, "not_object": 1}
+			for r, n := range wantErrs {
+				if s.Sent.ParseErrors[r] != n {
+					t.Errorf("parse errors %s: %d, want %d (all: %v)", r, s.Sent.ParseErrors[r], n, s.Sent.ParseErrors)
+				}
+			}
+			if !strings.Contains(h.logBuf.String(), "--audit-log-format=json") {
+				t.Errorf("the legacy-format line's log does not tell the operator what to change:\n%s", h.logBuf.String())
+			}
+		})
+	}
+}
+
+// rejectingOutput rejects, permanently, every line whose text contains
+// "reject", and the whole batch if a line contains "poison".
+type rejectingOutput struct{ outputs.Output }
+
+func (r *rejectingOutput) Send(ctx context.Context, b *outputs.Batch) error {
+	var bad []int
+	for i := range b.Len() {
+		if strings.Contains(string(b.Line(i)), "poison") {
+			return outputs.Permanent(fmt.Errorf("400 bad request"))
+		}
+		if strings.Contains(string(b.Line(i)), "reject") {
+			bad = append(bad, i)
+		}
+	}
+	if err := r.Output.Send(ctx, b); err != nil {
+		return err
+	}
+	if bad != nil {
+		return &outputs.RejectedError{Lines: bad, Err: fmt.Errorf("record too large")}
+	}
+	return nil
+}
+
+func TestPermanentRejectionsGoToTheDeadLetterFile(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.Batch.MaxEvents = 3 })
+	log := h.log()
+	a, err := New(h.cfg, log, func(c outputs.Config) (outputs.Output, error) {
+		fo, err := file.New(file.Options{Path: h.out}, log)
+		return &rejectingOutput{fo}, err
+	}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := []string{event(0), `{"auditID":"reject-me"}`, event(1), `{"auditID":"poison"}`, event(2), event(3), event(4), event(5), event(6)}
+	appendLines(t, h.input, lines)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	h.agent, h.cancel, h.done = a, cancel, done
+	// Batch 1 {0, reject-me, 1}: reject-me dead-lettered, the rest
+	// delivered (the file output wrote all three before the sink reported
+	// the rejection). Batch 2 {poison, 2, 3}: all dead-lettered.
+	h.waitDelivered(6)
+	time.Sleep(5 * h.cfg.PollInterval)
+	s := h.stop()
+	if s.Sent.DeadLettered != 4 {
+		t.Fatalf("dead-lettered %d events, want 4", s.Sent.DeadLettered)
+	}
+	data, err := os.ReadFile(h.cfg.Outputs[0].DeadLetter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, l := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		var rec struct {
+			Output, Input, Error string
+			Event                struct{ AuditID string }
+		}
+		if err := json.Unmarshal([]byte(l), &rec); err != nil {
+			t.Fatalf("dead-letter line %q: %v", l, err)
+		}
+		if rec.Output != "test" || rec.Input != h.input || rec.Error == "" {
+			t.Fatalf("dead-letter record lacks output, input or error: %q", l)
+		}
+		ids = append(ids, rec.Event.AuditID)
+	}
+	want := []string{"reject-me", "poison", "id-000002", "id-000003"}
+	if strings.Join(ids, ",") != strings.Join(want, ",") {
+		t.Fatalf("dead-lettered %v, want %v", ids, want)
+	}
+	// The checkpoint moved past the rejected events: a restart sends nothing again.
+	st, _ := OpenStore(h.cfg.StateDir, false)
+	c, _ := st.Cursor("test", h.input)
+	fi, _ := os.Stat(h.input)
+	if c.Offset != fi.Size() {
+		t.Fatalf("checkpoint at %d, want the end of the file %d", c.Offset, fi.Size())
+	}
+}

@@ -193,9 +193,7 @@ func writeFileAtomic(path string, data []byte) error {
 		os.Remove(tmp)
 		return fmt.Errorf("cannot write checkpoint %s: %w", path, err)
 	}
-	if err := f.Chmod(0o600); err != nil {
-		return fail(err)
-	}
+	// os.CreateTemp creates the file with mode 0600.
 	if _, err := f.Write(data); err != nil {
 		return fail(err)
 	}

@@ -42,6 +42,17 @@ type Config struct {
 	MaxInflight int `yaml:"max_inflight"`
 	// Log configures the agent's own log.
 	Log LogConfig `yaml:"log"`
+	// Metrics configures the /metrics, /healthz and /readyz endpoints.
+	Metrics MetricsConfig `yaml:"metrics"`
+}
+
+// MetricsConfig configures the HTTP endpoints.
+type MetricsConfig struct {
+	// Listen is host:port, or off. Default 127.0.0.1:9880.
+	Listen string `yaml:"listen"`
+	// UnreadyAfter is how long an output may keep failing before /readyz
+	// reports unready. Default 30s.
+	UnreadyAfter time.Duration `yaml:"unready_after"`
 }
 
 // InputConfig is one audit log.
@@ -152,6 +163,12 @@ func (c *Config) Defaults() {
 	if c.MaxInflight == 0 {
 		c.MaxInflight = 4
 	}
+	if c.Metrics.Listen == "" {
+		c.Metrics.Listen = "127.0.0.1:9880"
+	}
+	if c.Metrics.UnreadyAfter == 0 {
+		c.Metrics.UnreadyAfter = 30 * time.Second
+	}
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
@@ -159,8 +176,15 @@ func (c *Config) Defaults() {
 		c.Log.Format = "text"
 	}
 	for i := range c.Outputs {
-		if c.Outputs[i].Name == "" {
-			c.Outputs[i].Name = c.Outputs[i].Type
+		o := &c.Outputs[i]
+		if o.Name == "" {
+			o.Name = o.Type
+		}
+		if o.OnParseError == "" {
+			o.OnParseError = "forward"
+		}
+		if o.DeadLetter == "" {
+			o.DeadLetter = filepath.Join(c.StateDir, "deadletter", o.Name+".jsonl")
 		}
 	}
 }
@@ -190,6 +214,11 @@ func (c *Config) Validate() error {
 	for i, o := range c.Outputs {
 		if o.Type == "" {
 			return fmt.Errorf("outputs[%d].type: required", i)
+		}
+		switch o.OnParseError {
+		case "forward", "drop":
+		default:
+			return fmt.Errorf("outputs[%d] (%s): invalid on_parse_error %q (want forward or drop)", i, o.Type, o.OnParseError)
 		}
 		if names[o.Name] {
 			return fmt.Errorf("outputs[%d].name: %q is used twice (names key the checkpoint, so they must be unique)", i, o.Name)

@@ -325,6 +325,7 @@ func backupsAfter(files []fileRef, ref fileRef) []fileRef {
 
 func (f *follower) setCur(s *source) {
 	f.cur = s
+	f.stats.Open.Store(true)
 	f.start, f.end = 0, 0
 	f.skipping = false
 }
@@ -413,6 +414,7 @@ func (f *follower) loop(ctx context.Context) error {
 				return err
 			}
 			if f.cur == nil {
+				f.stats.Open.Store(false)
 				if err := f.wait(ctx); err != nil {
 					return err
 				}

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"math/rand/v2"
 	"time"
@@ -31,6 +32,10 @@ type pipeline struct {
 	free   chan *pendingBatch
 	ready  chan *pendingBatch
 	inputs []*pipelineInput
+
+	onParseError string
+	limiter      logLimiter
+	dead         *deadLetter
 }
 
 type pipelineInput struct {
@@ -40,16 +45,19 @@ type pipelineInput struct {
 	cursor   *Cursor // from the checkpoint; nil on a first start
 }
 
-func newPipeline(name string, out outputs.Output, cfg *Config, store *Store, log *slog.Logger) *pipeline {
+func newPipeline(oc outputs.Config, out outputs.Output, cfg *Config, store *Store, log *slog.Logger) *pipeline {
+	name := oc.Name
 	p := &pipeline{
-		name:  name,
-		out:   out,
-		cfg:   cfg,
-		store: store,
-		log:   log.With("output", name),
-		stats: &OutputStats{},
-		free:  make(chan *pendingBatch, cfg.MaxInflight),
-		ready: make(chan *pendingBatch, cfg.MaxInflight),
+		name:         name,
+		out:          out,
+		cfg:          cfg,
+		store:        store,
+		log:          log.With("output", name),
+		stats:        newOutputStats(name),
+		free:         make(chan *pendingBatch, cfg.MaxInflight),
+		ready:        make(chan *pendingBatch, cfg.MaxInflight),
+		onParseError: oc.OnParseError,
+		dead:         newDeadLetter(oc.DeadLetter),
 	}
 	for range cfg.MaxInflight {
 		p.free <- &pendingBatch{}
@@ -71,15 +79,55 @@ func newPipeline(name string, out outputs.Output, cfg *Config, store *Store, log
 // sending and only returns the remaining batches to the pool.
 func (p *pipeline) send(ctx context.Context) {
 	for pb := range p.ready {
-		if ctx.Err() == nil && p.deliver(ctx, pb) {
-			p.store.Set(p.name, pb.input, pb.cursor)
-			if p.cfg.CheckpointInterval == 0 {
-				p.flushCheckpoint()
+		if ctx.Err() == nil {
+			p.parse(pb)
+			if p.deliver(ctx, pb) {
+				p.store.Set(p.name, pb.input, pb.cursor)
+				if p.cfg.CheckpointInterval == 0 {
+					p.flushCheckpoint()
+				}
 			}
 		}
 		pb.Reset()
 		p.free <- pb
 	}
+}
+
+// parse scans the batch's lines once (the sink reads the fields), counts
+// and logs the lines that are not audit events, and drops them if the
+// output says on_parse_error: drop.
+func (p *pipeline) parse(pb *pendingBatch) {
+	var bad []int
+	pb.Parse(func(i int, err error) {
+		reason := parseErrorReason(err)
+		p.stats.parseError(reason)
+		p.limiter.log(reason, func(suppressed int) {
+			p.log.Warn("line is not a valid audit event", "reason", reason, "error", err, "input", pb.input,
+				"action", p.onParseError, "similar_suppressed", suppressed, "line_start", excerpt(pb.Line(i)))
+		})
+		bad = append(bad, i)
+	})
+	if len(bad) == 0 || p.onParseError != "drop" {
+		return
+	}
+	keep := make([]int, 0, pb.Len()-len(bad))
+	for i, j := 0, 0; i < pb.Len(); i++ {
+		if j < len(bad) && bad[j] == i {
+			j++
+			continue
+		}
+		keep = append(keep, i)
+	}
+	p.stats.ParseDropped.Add(int64(len(bad)))
+	pb.Keep(keep)
+	pb.Parse(nil)
+}
+
+func excerpt(b []byte) string {
+	if len(b) > 80 {
+		b = b[:80]
+	}
+	return string(b)
 }
 
 func (p *pipeline) flushCheckpoint() {
@@ -95,19 +143,26 @@ const (
 	backoffMax = 30 * time.Second
 )
 
-// deliver sends pb until the output accepts it, rejects it permanently, or
-// ctx is done. It reports whether the batch is settled (acknowledged or
-// dropped as permanently rejected).
+// deliver sends pb until the output accepts it (lines it rejects for good
+// go to the dead-letter file) or ctx is done. It reports whether the batch
+// is settled, so that the checkpoint may move past it.
 func (p *pipeline) deliver(ctx context.Context, pb *pendingBatch) bool {
 	backoff := backoffMin
+	events := pb.Len()
 	for attempt := 1; ; attempt++ {
+		if pb.Len() == 0 {
+			return true
+		}
+		start := time.Now()
 		err := p.out.Send(ctx, &pb.Batch)
+		p.stats.observeSend(time.Since(start))
 		if err == nil {
 			p.stats.Events.Add(int64(pb.Len()))
 			p.stats.Bytes.Add(int64(pb.Size()))
 			p.stats.Batches.Add(1)
+			p.stats.noteSuccess(pb)
 			if attempt > 1 {
-				p.log.Info("output recovered", "attempts", attempt)
+				p.log.Info("output recovered", "attempts", attempt, "events", events)
 			}
 			return true
 		}
@@ -115,17 +170,40 @@ func (p *pipeline) deliver(ctx context.Context, pb *pendingBatch) bool {
 			return false
 		}
 		p.stats.Failed.Add(1)
-		if outputs.IsPermanent(err) {
-			p.stats.Dropped.Add(int64(pb.Len()))
-			p.log.Error("output rejected a batch permanently; it is not retried", "events", pb.Len(), "error", err)
+		p.stats.noteFailure()
+		var rejected *outputs.RejectedError
+		var partial *outputs.PartialError
+		var after *outputs.RetryAfterError
+		switch {
+		case errors.As(err, &rejected):
+			if !p.deadLetter(ctx, pb, rejected.Lines, err) {
+				return false
+			}
+			accepted := pb.Len() - len(rejected.Lines)
+			p.stats.Events.Add(int64(accepted))
+			p.stats.Batches.Add(1)
 			return true
+		case outputs.IsPermanent(err):
+			all := make([]int, pb.Len())
+			for i := range all {
+				all[i] = i
+			}
+			return p.deadLetter(ctx, pb, all, err)
+		case errors.As(err, &partial):
+			p.stats.Events.Add(int64(pb.Len() - len(partial.Lines)))
+			pb.Keep(partial.Lines)
+			pb.Parse(nil)
 		}
 		if attempt == 1 || attempt%10 == 0 {
 			p.log.Warn("send failed; retrying with backoff", "attempt", attempt, "events", pb.Len(), "error", err)
 		}
 		p.stats.Retries.Add(1)
-		// Full jitter between half and the whole backoff.
+		// Jitter between half and the whole backoff; never sooner than the
+		// sink asked for.
 		d := backoff/2 + time.Duration(rand.Int64N(int64(backoff/2)+1))
+		if errors.As(err, &after) && after.After > d {
+			d = min(after.After, 5*time.Minute)
+		}
 		t := time.NewTimer(d)
 		select {
 		case <-ctx.Done():
@@ -134,6 +212,28 @@ func (p *pipeline) deliver(ctx context.Context, pb *pendingBatch) bool {
 		case <-t.C:
 		}
 		backoff = min(2*backoff, backoffMax)
+	}
+}
+
+// deadLetter writes the given lines of pb to the dead-letter file. If that
+// fails too (disk full), the batch stays unacknowledged and is tried again.
+func (p *pipeline) deadLetter(ctx context.Context, pb *pendingBatch, lines []int, cause error) bool {
+	for attempt := 1; ; attempt++ {
+		err := p.dead.write(p.name, pb, lines, cause)
+		if err == nil {
+			p.stats.DeadLettered.Add(int64(len(lines)))
+			p.log.Error("output rejected events permanently; they were written to the dead-letter file",
+				"events", len(lines), "dead_letter", p.dead.path, "error", cause)
+			return true
+		}
+		p.log.Error("cannot write the dead-letter file; the batch stays unacknowledged", "dead_letter", p.dead.path, "error", err)
+		t := time.NewTimer(min(backoffMax, backoffMin<<min(attempt, 8)))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		case <-t.C:
+		}
 	}
 }
 

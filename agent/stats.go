@@ -1,9 +1,18 @@
 package agent
 
-import "sync/atomic"
+import (
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/audittail/audittail/parser"
+)
 
 // Stats counts what one pipeline did with one input. The counters are read
-// concurrently (by the summary and, later, by metrics).
+// concurrently by the summary and the metrics collector.
 type Stats struct {
 	ReadBytes     atomic.Int64 // bytes consumed from files (decompressed)
 	Lines         atomic.Int64 // complete lines handed to batches
@@ -13,6 +22,28 @@ type Stats struct {
 	Truncations   atomic.Int64 // copytruncate detected: restarted at offset 0
 	LostBytes     atomic.Int64 // bytes deleted before they were read
 	LostFiles     atomic.Int64 // files deleted (wholly or partly) before they were read
+	Open          atomic.Bool  // a file of the input is open
+}
+
+// parseReasons are the parse_errors_total reasons, one per parser sentinel.
+var parseReasons = []string{"truncated", "not_object", "legacy_format", "bom", "too_deep", "syntax", "invalid"}
+
+func parseErrorReason(err error) string {
+	switch {
+	case errors.Is(err, parser.ErrTruncated):
+		return "truncated"
+	case errors.Is(err, parser.ErrNotObject):
+		return "not_object"
+	case errors.Is(err, parser.ErrLegacyFormat):
+		return "legacy_format"
+	case errors.Is(err, parser.ErrBOM):
+		return "bom"
+	case errors.Is(err, parser.ErrTooDeep):
+		return "too_deep"
+	case errors.Is(err, parser.ErrSyntax):
+		return "syntax"
+	}
+	return "invalid"
 }
 
 // OutputStats counts what one pipeline delivered.
@@ -20,8 +51,119 @@ type OutputStats struct {
 	Events          atomic.Int64 // events acknowledged by the output
 	Bytes           atomic.Int64
 	Batches         atomic.Int64 // batches acknowledged
-	Failed          atomic.Int64 // failed Send calls (each retried or dropped)
+	Failed          atomic.Int64 // failed Send calls
 	Retries         atomic.Int64
-	Dropped         atomic.Int64 // events in batches rejected permanently
+	DeadLettered    atomic.Int64 // events the sink rejected, written to the dead-letter file
+	ParseDropped    atomic.Int64 // invalid lines dropped (on_parse_error: drop)
 	CheckpointFails atomic.Int64
+
+	parseErrors [7]atomic.Int64 // by parseReasons index
+
+	sendSeconds prometheus.Histogram
+
+	mu           sync.Mutex
+	lastEvent    time.Time // stageTimestamp of the newest delivered event
+	failingSince time.Time // zero while sends succeed
+}
+
+func newOutputStats(name string) *OutputStats {
+	return &OutputStats{sendSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:        "audittail_send_duration_seconds",
+		Help:        "Time one Send of a batch to the output took, failures included.",
+		ConstLabels: prometheus.Labels{"output": name},
+		Buckets:     prometheus.ExponentialBuckets(0.0005, 4, 10),
+	})}
+}
+
+func (s *OutputStats) parseError(reason string) {
+	for i, r := range parseReasons {
+		if r == reason {
+			s.parseErrors[i].Add(1)
+			return
+		}
+	}
+}
+
+// ParseErrors returns the invalid lines seen, by reason.
+func (s *OutputStats) ParseErrors() map[string]int64 {
+	m := map[string]int64{}
+	for i, r := range parseReasons {
+		if n := s.parseErrors[i].Load(); n > 0 {
+			m[r] = n
+		}
+	}
+	return m
+}
+
+func (s *OutputStats) observeSend(d time.Duration) { s.sendSeconds.Observe(d.Seconds()) }
+
+// noteSuccess records the newest event delivered and that sends succeed.
+func (s *OutputStats) noteSuccess(pb *pendingBatch) {
+	var ts time.Time
+	if ev := pb.Event(pb.Len() - 1); ev != nil {
+		if t, err := time.Parse(time.RFC3339Nano, string(ev.StageTimestamp)); err == nil {
+			ts = t
+		}
+	}
+	s.mu.Lock()
+	if ts.After(s.lastEvent) {
+		s.lastEvent = ts
+	}
+	s.failingSince = time.Time{}
+	s.mu.Unlock()
+}
+
+func (s *OutputStats) noteFailure() {
+	s.mu.Lock()
+	if s.failingSince.IsZero() {
+		s.failingSince = time.Now()
+	}
+	s.mu.Unlock()
+}
+
+// FailingFor returns how long sends have been failing (0 if the last send
+// succeeded).
+func (s *OutputStats) FailingFor() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.failingSince.IsZero() {
+		return 0
+	}
+	return time.Since(s.failingSince)
+}
+
+// LastEvent returns the stageTimestamp of the newest delivered event.
+func (s *OutputStats) LastEvent() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lastEvent
+}
+
+// logLimiter lets one log line per reason through every interval and
+// counts the ones it held back.
+type logLimiter struct {
+	mu    sync.Mutex
+	last  map[string]time.Time
+	held  map[string]int
+	every time.Duration
+}
+
+func (l *logLimiter) log(reason string, emit func(suppressed int)) {
+	l.mu.Lock()
+	if l.last == nil {
+		l.last, l.held = map[string]time.Time{}, map[string]int{}
+		if l.every == 0 {
+			l.every = 10 * time.Second
+		}
+	}
+	now := time.Now()
+	if t, ok := l.last[reason]; ok && now.Sub(t) < l.every {
+		l.held[reason]++
+		l.mu.Unlock()
+		return
+	}
+	n := l.held[reason]
+	l.last[reason], l.held[reason] = now, 0
+	l.mu.Unlock()
+	emit(n)
 }

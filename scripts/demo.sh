@@ -16,6 +16,7 @@ inputs:
   - path: $PWD/$DIR/log/audit.log
     start_at: beginning
 batch: {max_events: 1000, max_bytes: 4MiB, max_wait: 200ms}
+metrics: {listen: "127.0.0.1:0"}
 outputs:
   - name: demo-file
     type: file

@@ -13,6 +13,9 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
 	"github.com/audittail/audittail/agent"
 )
 
@@ -127,9 +130,24 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	log := newLogger(stderr, cfg.Log)
-	a, err := agent.New(cfg, log, buildOutput(log), agent.Options{ResetCheckpoint: *reset})
+	a, err := agent.New(cfg, log, buildOutput(log), agent.Options{ResetCheckpoint: *reset, Version: version})
 	if err != nil {
 		return err
+	}
+	ln, err := agent.ListenMetrics(cfg.Metrics, log)
+	if err != nil {
+		return err
+	}
+	serveCtx, stopServing := context.WithCancel(context.Background())
+	defer stopServing()
+	if ln != nil {
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(a.Collector(), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		go func() {
+			if err := a.Serve(serveCtx, ln, reg); err != nil {
+				log.Error("metrics server stopped", "error", err)
+			}
+		}()
 	}
 	log.Info("audittail started", "version", version, "config", *configPath, "state_dir", cfg.StateDir)
 	if err := a.Run(ctx); err != nil {

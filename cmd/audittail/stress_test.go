@@ -113,6 +113,7 @@ inputs:
     start_at: beginning
 batch: {max_events: %d, max_bytes: 8MiB, max_wait: 100ms}
 poll_interval: 50ms
+metrics: {listen: "127.0.0.1:0"}
 outputs:
   - name: file
     type: file
