@@ -188,7 +188,7 @@ type StatsSnapshot struct {
 // OutputSnapshot is a copy of OutputStats.
 type OutputSnapshot struct {
 	Events, Bytes, Batches, Failed, Retries, DeadLettered, ParseDropped, CheckpointFails int64
-	ParseErrors                                                                         map[string]int64
+	ParseErrors                                                                          map[string]int64
 }
 
 // Summaries returns the counters of every pipeline and input.
