@@ -36,6 +36,10 @@ type Agent struct {
 	log       *slog.Logger
 	store     *Store
 	pipelines []*pipeline
+
+	mu      sync.Mutex
+	failure error  // why the run was aborted
+	stop    func() // stops reading and sending at once
 }
 
 // New opens the checkpoint and builds every output. On error nothing is
@@ -45,22 +49,64 @@ func New(cfg *Config, log *slog.Logger, build BuildFunc, opts Options) (*Agent, 
 	if err != nil {
 		return nil, err
 	}
+	return newAgent(cfg, log, build, opts, store, nil, nil)
+}
+
+// NewBackfill prepares a one-shot read of groups (see BackfillGroups)
+// through every configured output. Its cursors live in their own file in
+// state_dir, so an interrupted backfill resumes where it stopped and the
+// agent's own cursors are untouched.
+func NewBackfill(cfg *Config, log *slog.Logger, build BuildFunc, opts Options, bf Backfill, groups []BackfillGroup) (*Agent, error) {
+	store, err := openStore(cfg.StateDir, BackfillCheckpointFile, opts.ResetCheckpoint)
+	if err != nil {
+		return nil, err
+	}
+	store.memoryOnly = bf.DryRun
+	c := *cfg
+	c.Inputs = nil
+	for _, g := range groups {
+		c.Inputs = append(c.Inputs, InputConfig{Path: g.Live, StartAt: StartBeginning})
+	}
+	return newAgent(&c, log, build, opts, store, &bf, groups)
+}
+
+func newAgent(cfg *Config, log *slog.Logger, build BuildFunc, opts Options, store *Store, bf *Backfill, groups []BackfillGroup) (*Agent, error) {
 	a := &Agent{cfg: cfg, opts: opts, log: log, store: store}
-	for _, oc := range cfg.Outputs {
+	for i, oc := range cfg.Outputs {
 		out, err := build(oc)
 		if err != nil {
 			a.closeOutputs(context.Background())
-			return nil, fmt.Errorf("output %q: %w", oc.Name, err)
+			return nil, fmt.Errorf("outputs[%d] (%s %q): %w", i, oc.Type, oc.Name, err)
 		}
 		p := newPipeline(oc, out, cfg, store, log)
-		if opts.StopAtEOF {
-			for _, in := range p.inputs {
+		p.abort = a.abort
+		for j, in := range p.inputs {
+			if opts.StopAtEOF {
 				in.follower.stopAt = func(*source) bool { return true }
 			}
+			if bf != nil {
+				in.follower.fixed = groups[j].Files
+			}
+		}
+		if bf != nil {
+			p.since, p.until, p.giveUpAfter = bf.Since, bf.Until, bf.GiveUpAfter
 		}
 		a.pipelines = append(a.pipelines, p)
 	}
 	return a, nil
+}
+
+// abort ends the run with err (an output that failed for too long).
+func (a *Agent) abort(err error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.failure == nil {
+		a.failure = err
+		a.log.Error("giving up", "error", err)
+	}
+	if a.stop != nil {
+		a.stop()
+	}
 }
 
 func (a *Agent) closeOutputs(ctx context.Context) {
@@ -100,6 +146,9 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	sendCtx, cancelSend := context.WithCancel(context.Background())
 	defer cancelSend()
+	a.mu.Lock()
+	a.stop = func() { stopReading(); cancelSend() }
+	a.mu.Unlock()
 	stopTimer := context.AfterFunc(ctx, func() {
 		time.AfterFunc(a.cfg.ShutdownTimeout, cancelSend)
 	})
@@ -153,6 +202,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	for e := range errs {
 		err = errors.Join(err, e)
 	}
+	a.mu.Lock()
+	err = errors.Join(a.failure, err)
+	a.mu.Unlock()
 	return err
 }
 
@@ -187,8 +239,8 @@ type StatsSnapshot struct {
 
 // OutputSnapshot is a copy of OutputStats.
 type OutputSnapshot struct {
-	Events, Bytes, Batches, Failed, Retries, DeadLettered, ParseDropped, CheckpointFails int64
-	ParseErrors                                                                          map[string]int64
+	Events, Bytes, Batches, Failed, Retries, DeadLettered, ParseDropped, Filtered, CheckpointFails int64
+	ParseErrors                                                                                    map[string]int64
 }
 
 // Summaries returns the counters of every pipeline and input.
@@ -197,7 +249,7 @@ func (a *Agent) Summaries() []Summary {
 	for _, p := range a.pipelines {
 		st := p.stats
 		o := OutputSnapshot{st.Events.Load(), st.Bytes.Load(), st.Batches.Load(), st.Failed.Load(), st.Retries.Load(),
-			st.DeadLettered.Load(), st.ParseDropped.Load(), st.CheckpointFails.Load(), st.ParseErrors()}
+			st.DeadLettered.Load(), st.ParseDropped.Load(), st.Filtered.Load(), st.CheckpointFails.Load(), st.ParseErrors()}
 		for _, in := range p.inputs {
 			s := in.stats
 			out = append(out, Summary{Output: p.name, Input: in.cfg.Path, Sent: o, Read: StatsSnapshot{

@@ -65,7 +65,8 @@ type Store struct {
 	gen   uint64 // bumped by Set
 	saved uint64 // generation on disk
 
-	writeMu sync.Mutex
+	writeMu    sync.Mutex
+	memoryOnly bool // dry runs keep cursors in memory only
 }
 
 // OpenStore loads the checkpoint in dir, creating dir if needed and removing
@@ -73,12 +74,19 @@ type Store struct {
 // checkpoint is renamed aside (checkpoint.json.reset-<time>) and the store
 // starts empty.
 func OpenStore(dir string, reset bool) (*Store, error) {
+	return openStore(dir, CheckpointFile, reset)
+}
+
+// BackfillCheckpointFile holds backfill's cursors, apart from the agent's.
+const BackfillCheckpointFile = "backfill-checkpoint.json"
+
+func openStore(dir, name string, reset bool) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("cannot create state_dir %s: %w", dir, err)
 	}
-	s := &Store{path: filepath.Join(dir, CheckpointFile)}
+	s := &Store{path: filepath.Join(dir, name)}
 	s.state = checkpointFile{Version: checkpointVersion, Cursors: map[string]map[string]Cursor{}}
-	stray, _ := filepath.Glob(filepath.Join(dir, CheckpointFile+".tmp-*"))
+	stray, _ := filepath.Glob(filepath.Join(dir, name+".tmp-*"))
 	for _, p := range stray {
 		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("cannot remove stray temporary checkpoint %s: %w", p, err)
@@ -163,7 +171,7 @@ func (s *Store) Flush() error {
 	defer s.writeMu.Unlock()
 	s.mu.Lock()
 	gen := s.gen
-	if gen == s.saved {
+	if gen == s.saved || s.memoryOnly {
 		s.mu.Unlock()
 		return nil
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -256,6 +257,8 @@ func (c *Config) Validate() error {
 	return nil
 }
 
+var unknownField = regexp.MustCompile(`field (\S+) not found in type \S+`)
+
 var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
 
 // expandEnv replaces ${NAME} with the environment variable NAME; an unset
@@ -287,7 +290,12 @@ func ParseConfig(data []byte) (*Config, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil {
-		return nil, errors.New(strings.ReplaceAll(strings.TrimPrefix(err.Error(), "yaml: unmarshal errors:\n  "), "\n  ", "; "))
+		if errors.Is(err, io.EOF) {
+			return nil, errors.New("the configuration is empty")
+		}
+		msg := strings.ReplaceAll(strings.TrimPrefix(err.Error(), "yaml: unmarshal errors:\n  "), "\n  ", "; ")
+		msg = unknownField.ReplaceAllString(msg, `unknown key "$1"`)
+		return nil, errors.New(msg)
 	}
 	c.Defaults()
 	if err := c.Validate(); err != nil {

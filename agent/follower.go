@@ -58,6 +58,10 @@ type source struct {
 	size int64
 	// fpChecked is when the live file's head was last compared with fp.
 	fpChecked time.Time
+	// With capped, reading stops at limit (backfill reads a file that may
+	// still grow up to its size at start).
+	capped bool
+	limit  int64
 }
 
 func (s *source) close() {
@@ -92,6 +96,11 @@ type follower struct {
 	buf        []byte
 	start, end int  // unconsumed bytes are buf[start:end]
 	skipping   bool // inside a line longer than max_line_bytes
+
+	// fixed, in backfill mode, is the list of files to read, in order;
+	// fixedAt indexes the current one.
+	fixed   []fileRef
+	fixedAt int
 
 	watcher *fsnotify.Watcher
 	watched bool
@@ -175,6 +184,9 @@ func (f *follower) cursorAt(s *source, off int64) Cursor {
 
 // resolve opens the file the cursor points to and queues what follows it.
 func (f *follower) resolve(c *Cursor, startAt StartAt) error {
+	if f.fixed != nil {
+		return f.resolveFixed(c)
+	}
 	files, err := f.listFiles()
 	if err != nil {
 		return err
@@ -409,6 +421,9 @@ func (f *follower) loop(ctx context.Context) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		if f.cur == nil && f.fixed != nil {
+			return errStop
+		}
 		if f.cur == nil {
 			if err := f.openNext(); err != nil {
 				return err
@@ -455,6 +470,12 @@ func (f *follower) loop(ctx context.Context) error {
 			continue
 		}
 		// At the end of the file.
+		if f.fixed != nil {
+			if err := f.nextFixed(); err != nil {
+				return err
+			}
+			continue
+		}
 		if !f.cur.ref.Live {
 			if err := f.next(ctx); err != nil {
 				return err
@@ -508,7 +529,17 @@ func (f *follower) read() (int, error) {
 	if f.end == len(f.buf) {
 		f.makeRoom()
 	}
-	n, err := f.cur.r.Read(f.buf[f.end:])
+	buf := f.buf[f.end:]
+	if f.cur.capped {
+		rem := f.cur.limit - f.cur.base - int64(f.end)
+		if rem <= 0 {
+			return 0, io.EOF
+		}
+		if int64(len(buf)) > rem {
+			buf = buf[:rem]
+		}
+	}
+	n, err := f.cur.r.Read(buf)
 	f.end += n
 	f.stats.ReadBytes.Add(int64(n))
 	return n, err
@@ -957,4 +988,60 @@ func baseName(p string) string {
 		}
 	}
 	return p
+}
+
+// resolveFixed starts a backfill: at the checkpointed file and offset if
+// the cursor names one of the files, else at the first file.
+func (f *follower) resolveFixed(c *Cursor) error {
+	if c != nil && c.FP.ready() {
+		for i, ref := range f.fixed {
+			fp, err := readFingerprint(ref.Path, ref.GZ)
+			if err != nil || fp != c.FP {
+				continue
+			}
+			s, err := f.open(ref, c.Offset)
+			if err != nil {
+				return err
+			}
+			s.fp = c.FP
+			s.capped, s.limit = !ref.GZ, ref.Size
+			f.fixedAt = i
+			f.setCur(s)
+			f.log.Info("resuming backfill", "path", ref.Path, "offset", c.Offset, "files_left", len(f.fixed)-i)
+			return nil
+		}
+	}
+	f.fixedAt = -1
+	return f.nextFixed()
+}
+
+// nextFixed moves to the next file of a backfill; errStop after the last.
+func (f *follower) nextFixed() error {
+	if f.cur != nil {
+		if f.end > f.start && !f.skipping {
+			f.stats.TornLines.Add(1)
+			f.log.Warn("file ends with an incomplete line; skipping it", "path", f.cur.ref.Path, "bytes", f.end-f.start)
+		}
+		f.batches.flush()
+		f.cur.close()
+		f.cur = nil
+		f.stats.Rotations.Add(1)
+	}
+	for f.fixedAt+1 < len(f.fixed) {
+		f.fixedAt++
+		ref := f.fixed[f.fixedAt]
+		s, err := f.open(ref, 0)
+		if errors.Is(err, os.ErrNotExist) {
+			f.lose(ref.Path, ref.Size, "a file to backfill was deleted before it was read")
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		// The live file may grow: stop at its size at start.
+		s.capped, s.limit = !ref.GZ, ref.Size
+		f.setCur(s)
+		return nil
+	}
+	return errStop
 }

@@ -3,8 +3,10 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/audittail/audittail/outputs"
@@ -36,6 +38,12 @@ type pipeline struct {
 	onParseError string
 	limiter      logLimiter
 	dead         *deadLetter
+
+	// Backfill: the stageTimestamp window, and when to give up on a
+	// failing output.
+	since, until time.Time
+	giveUpAfter  time.Duration
+	abort        func(error)
 }
 
 type pipelineInput struct {
@@ -107,7 +115,31 @@ func (p *pipeline) parse(pb *pendingBatch) {
 		})
 		bad = append(bad, i)
 	})
-	if len(bad) == 0 || p.onParseError != "drop" {
+	if p.onParseError == "drop" {
+		p.stats.ParseDropped.Add(int64(len(bad)))
+	} else {
+		bad = bad[:0]
+	}
+	// Backfill's time window.
+	if !p.since.IsZero() || !p.until.IsZero() {
+		n := len(bad)
+		for i := range pb.Len() {
+			ev := pb.Event(i)
+			if ev == nil || ev.StageTimestamp == nil {
+				continue
+			}
+			ts, err := time.Parse(time.RFC3339Nano, string(ev.StageTimestamp))
+			if err != nil {
+				continue
+			}
+			if (!p.since.IsZero() && ts.Before(p.since)) || (!p.until.IsZero() && !ts.Before(p.until)) {
+				bad = append(bad, i)
+			}
+		}
+		p.stats.Filtered.Add(int64(len(bad) - n))
+		slices.Sort(bad)
+	}
+	if len(bad) == 0 {
 		return
 	}
 	keep := make([]int, 0, pb.Len()-len(bad))
@@ -118,7 +150,6 @@ func (p *pipeline) parse(pb *pendingBatch) {
 		}
 		keep = append(keep, i)
 	}
-	p.stats.ParseDropped.Add(int64(len(bad)))
 	pb.Keep(keep)
 	pb.Parse(nil)
 }
@@ -193,6 +224,10 @@ func (p *pipeline) deliver(ctx context.Context, pb *pendingBatch) bool {
 			p.stats.Events.Add(int64(pb.Len() - len(partial.Lines)))
 			pb.Keep(partial.Lines)
 			pb.Parse(nil)
+		}
+		if p.giveUpAfter > 0 && p.stats.FailingFor() >= p.giveUpAfter {
+			p.abort(fmt.Errorf("output %s failing for %s: %w (run again to resume)", p.name, p.giveUpAfter, err))
+			return false
 		}
 		if attempt == 1 || attempt%10 == 0 {
 			p.log.Warn("send failed; retrying with backoff", "attempt", attempt, "events", pb.Len(), "error", err)

@@ -55,6 +55,7 @@ type OutputStats struct {
 	Retries         atomic.Int64
 	DeadLettered    atomic.Int64 // events the sink rejected, written to the dead-letter file
 	ParseDropped    atomic.Int64 // invalid lines dropped (on_parse_error: drop)
+	Filtered        atomic.Int64 // events outside backfill's --since/--until window
 	CheckpointFails atomic.Int64
 
 	parseErrors [7]atomic.Int64 // by parseReasons index

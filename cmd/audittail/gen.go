@@ -114,9 +114,26 @@ func runGen(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 	}
 	el := time.Since(start)
+	if *compress {
+		// lumberjack compresses in a background goroutine that dies with the
+		// process: give it time to finish, so no half-written .gz is left.
+		w.Close()
+		waitCompressed(*path, 30*time.Second)
+	}
 	fmt.Fprintf(stdout, "gen: wrote %d events (%s) to %s in %s, %d rotations (seed %d)\n",
 		written, humanBytes(bytes), *path, el.Round(time.Millisecond), rotations, *seed)
 	return nil
+}
+
+// waitCompressed waits until no plain lumberjack backup of path is left.
+func waitCompressed(path string, limit time.Duration) {
+	ext := filepath.Ext(path)
+	pattern := strings.TrimSuffix(path, ext) + "-*" + ext
+	for deadline := time.Now().Add(limit); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if m, _ := filepath.Glob(pattern); len(m) == 0 {
+			return
+		}
+	}
 }
 
 func humanBytes(n int64) string {

@@ -27,9 +27,11 @@ events, one JSON object per line, rotated by lumberjack) to outputs, at least
 once, following every rotation.
 
 Usage:
-  audittail run --config FILE    follow the audit log and ship it (default command)
-  audittail gen --path FILE      write realistic audit events as kube-apiserver does
-  audittail version              print the version
+  audittail run --config FILE        follow the audit log and ship it (default command)
+  audittail backfill --config FILE   ship old rotated files (plain and .gz) once, then exit
+  audittail validate --config FILE   check a configuration (--connect: and the outputs)
+  audittail gen --path FILE          write realistic audit events as kube-apiserver does
+  audittail version                  print the version
 
 Run 'audittail COMMAND --help' for a command's flags.
 `
@@ -84,6 +86,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runAgent(ctx, args, stderr)
 	case "gen":
 		return runGen(ctx, args, stdout, stderr)
+	case "validate":
+		return runValidate(ctx, args, stdout, stderr)
+	case "backfill":
+		return runBackfill(ctx, args, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "audittail", version)
 		return nil

@@ -340,7 +340,7 @@ func (r *stressRun) whereIs(id string) string {
 
 // waitCompressed waits for lumberjack's background compression to finish,
 // so that the test's temporary directory can be removed.
-func waitCompressed(t *testing.T, dir string) {
+func waitCompressedInTest(t *testing.T, dir string) {
 	t.Cleanup(func() {
 		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 			plain, _ := filepath.Glob(filepath.Join(dir, "audit-*.log"))
@@ -373,7 +373,7 @@ func TestRotationStressWithKills(t *testing.T) {
 	// Written exactly as kube-apiserver writes: one Write per event through
 	// lumberjack with maxsize 1 MB and compression.
 	w := &lumberjack.Logger{Filename: r.input, MaxSize: 1, MaxBackups: 100_000, Compress: true}
-	waitCompressed(t, filepath.Dir(r.input))
+	waitCompressedInTest(t, filepath.Dir(r.input))
 	g := auditgen.New(7)
 	var buf []byte
 	for i := range n {
@@ -456,7 +456,7 @@ func TestCopytruncateStressWithKills(t *testing.T) {
 func TestRotationsAndCompressionWhileTheAgentIsDown(t *testing.T) {
 	r := newStressRun(t)
 	w := &lumberjack.Logger{Filename: r.input, MaxSize: 1, MaxBackups: 1000, Compress: true}
-	waitCompressed(t, filepath.Dir(r.input))
+	waitCompressedInTest(t, filepath.Dir(r.input))
 	g := auditgen.New(13)
 	var buf []byte
 	write := func(events int) {
