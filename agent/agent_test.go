@@ -838,3 +838,88 @@ func TestPermanentRejectionsGoToTheDeadLetterFile(t *testing.T) {
 		t.Fatalf("checkpoint at %d, want the end of the file %d", c.Offset, fi.Size())
 	}
 }
+
+// batchRecorder records the size of every batch it is sent.
+type batchRecorder struct {
+	outputs.Output
+	mu    sync.Mutex
+	sizes [][2]int // events, bytes
+	at    []time.Time
+}
+
+func (r *batchRecorder) Send(ctx context.Context, b *outputs.Batch) error {
+	r.mu.Lock()
+	r.sizes = append(r.sizes, [2]int{b.Len(), b.Size()})
+	r.at = append(r.at, time.Now())
+	r.mu.Unlock()
+	return r.Output.Send(ctx, b)
+}
+
+func TestBatchesCloseOnMaxEventsMaxBytesOrMaxWait(t *testing.T) {
+	run := func(t *testing.T, mod func(*Config), lines []string) (*batchRecorder, *harness) {
+		h := newHarness(t, mod)
+		rec := &batchRecorder{}
+		log := h.log()
+		a, err := New(h.cfg, log, func(c outputs.Config) (outputs.Output, error) {
+			fo, err := file.New(file.Options{Path: h.out}, log)
+			rec.Output = fo
+			return rec, err
+		}, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		appendLines(t, h.input, lines)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- a.Run(ctx) }()
+		h.agent, h.cancel, h.done = a, cancel, done
+		assertLines(t, h.waitDelivered(len(lines)), lines)
+		h.stop()
+		return rec, h
+	}
+	t.Run("max_events", func(t *testing.T) {
+		rec, _ := run(t, func(c *Config) { c.Batch.MaxEvents = 7; c.Batch.MaxWait = 200 * time.Millisecond }, events(0, 50))
+		for i, s := range rec.sizes[:len(rec.sizes)-1] {
+			if s[0] != 7 {
+				t.Fatalf("batch %d has %d events, want 7 (max_events)", i, s[0])
+			}
+		}
+	})
+	t.Run("max_bytes", func(t *testing.T) {
+		rec, _ := run(t, func(c *Config) { c.Batch.MaxBytes = 1024; c.Batch.MaxWait = 200 * time.Millisecond }, events(0, 100))
+		for i, s := range rec.sizes {
+			if s[1] > 1024 {
+				t.Fatalf("batch %d has %d bytes, over max_bytes 1024", i, s[1])
+			}
+			if i < len(rec.sizes)-1 && s[1]+len(event(0))+1 <= 1024 {
+				t.Fatalf("batch %d closed at %d bytes although another line fit", i, s[1])
+			}
+		}
+	})
+	t.Run("max_wait", func(t *testing.T) {
+		h := newHarness(t, func(c *Config) { c.Batch.MaxEvents = 1000; c.Batch.MaxWait = 300 * time.Millisecond })
+		rec := &batchRecorder{}
+		log := h.log()
+		a, _ := New(h.cfg, log, func(c outputs.Config) (outputs.Output, error) {
+			fo, err := file.New(file.Options{Path: h.out}, log)
+			rec.Output = fo
+			return rec, err
+		}, Options{})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- a.Run(ctx) }()
+		h.agent, h.cancel, h.done = a, cancel, done
+		time.Sleep(5 * h.cfg.PollInterval)
+		start := time.Now()
+		appendLines(t, h.input, events(0, 3))
+		h.waitDelivered(3)
+		waited := time.Since(start)
+		h.stop()
+		if len(rec.sizes) != 1 || rec.sizes[0][0] != 3 {
+			t.Fatalf("batches %v, want one batch of 3 sent when max_wait passed", rec.sizes)
+		}
+		if waited < 250*time.Millisecond {
+			t.Fatalf("a batch of 3 (max_events 1000) was sent after %s, before max_wait 300ms", waited)
+		}
+	})
+}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/audittail/audittail/outputs"
 	"github.com/audittail/audittail/outputs/file"
+	"github.com/audittail/audittail/outputs/logdna"
 	"github.com/audittail/audittail/outputs/null"
 )
 
@@ -19,6 +20,14 @@ func outputFactories(log *slog.Logger) map[string]func(outputs.Config) (outputs.
 				return nil, err
 			}
 			return file.NewWriter(os.Stdout, "stdout"), nil
+		},
+		"logdna": func(c outputs.Config) (outputs.Output, error) {
+			o, err := logdna.DecodeOptions(c)
+			if err != nil {
+				return nil, err
+			}
+			o.UserAgent = "audittail/" + version
+			return logdna.New(o, log)
 		},
 		"null": func(c outputs.Config) (outputs.Output, error) {
 			if err := c.DecodeOptions(&struct{}{}); err != nil {
@@ -35,7 +44,7 @@ func buildOutput(log *slog.Logger) func(outputs.Config) (outputs.Output, error) 
 	return func(c outputs.Config) (outputs.Output, error) {
 		f, ok := table[c.Type]
 		if !ok {
-			return nil, fmt.Errorf("unknown output type %q (want file, stdout or null)", c.Type)
+			return nil, fmt.Errorf("unknown output type %q (want file, stdout, null or logdna)", c.Type)
 		}
 		return f(c)
 	}

@@ -1,0 +1,403 @@
+package logdna
+
+import (
+	"encoding/binary"
+	"math/bits"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/audittail/audittail/parser"
+)
+
+// TruncatedAnnotation is the annotation added to an event whose
+// requestObject and/or responseObject were cut out to fit line_limit. Its
+// value names the members that were cut, comma-separated, for example
+// "responseObject" or "responseObject,requestObject".
+const TruncatedAnnotation = "audittail.io/truncated"
+
+// encoder builds request bodies by hand into reused buffers: no
+// encoding/json and no allocation per event once the buffers have grown.
+type encoder struct {
+	app       []byte // "app":"…" member, escaped once
+	lineLimit int
+	scratch   []byte // a cut-down event
+	unq       []byte // a decoded meta value
+}
+
+// levelFor maps an audit event's response code to a LogDNA level.
+func levelFor(code int) string {
+	switch {
+	case code >= 500 && code <= 599:
+		return "ERROR"
+	case code >= 400 && code <= 499:
+		return "WARN"
+	}
+	return "INFO"
+}
+
+// appendEntry appends one element of the "lines" array for line (whose
+// parsed fields are ev, or nil for a line that is not a valid audit event).
+// It reports whether the event had to be cut to fit the line limit, and
+// ok=false when it does not fit even then (nothing is appended).
+func (e *encoder) appendEntry(dst, line []byte, ev *parser.Event, nowMs int64) (out []byte, cut, ok bool) {
+	raw := line
+	if len(raw) > e.lineLimit {
+		if ev == nil {
+			return dst, false, false
+		}
+		e.scratch = cutObjects(e.scratch[:0], line, ev, e.lineLimit)
+		if len(e.scratch) > e.lineLimit {
+			return dst, false, false
+		}
+		raw, cut = e.scratch, true
+	}
+	ts := nowMs
+	code := 0
+	if ev != nil {
+		if ms, ok := timestampMs(ev.StageTimestamp); ok {
+			ts = ms
+		} else if ms, ok := timestampMs(ev.RequestReceivedTimestamp); ok {
+			ts = ms
+		}
+		code = ev.ResponseCode
+	}
+	dst = append(dst, `{"timestamp":`...)
+	dst = strconv.AppendInt(dst, ts, 10)
+	dst = append(dst, `,"line":`...)
+	dst = appendString(dst, raw)
+	dst = append(dst, e.app...)
+	dst = append(dst, `,"level":"`...)
+	dst = append(dst, levelFor(code)...)
+	dst = append(dst, '"')
+	if ev != nil {
+		dst = append(dst, `,"meta":{`...)
+		first := true
+		dst, first = e.appendMeta(dst, first, `"auditID":`, ev.AuditID)
+		dst, first = e.appendMeta(dst, first, `"verb":`, ev.Verb)
+		dst, first = e.appendMeta(dst, first, `"user":`, ev.Username)
+		dst, first = e.appendMeta(dst, first, `"resource":`, ev.ObjectRef.Resource)
+		dst, first = e.appendMeta(dst, first, `"namespace":`, ev.ObjectRef.Namespace)
+		if code != 0 {
+			if !first {
+				dst = append(dst, ',')
+			}
+			dst = append(dst, `"code":`...)
+			dst = strconv.AppendInt(dst, int64(code), 10)
+			first = false
+		}
+		dst, _ = e.appendMeta(dst, first, `"stage":`, ev.Stage)
+		dst = append(dst, '}')
+	}
+	dst = append(dst, '}')
+	return dst, cut, true
+}
+
+// appendMeta appends `key:"value"` for a string field the event has (raw is
+// its JSON string body, escapes not decoded).
+func (e *encoder) appendMeta(dst []byte, first bool, key string, raw []byte) ([]byte, bool) {
+	if raw == nil {
+		return dst, first
+	}
+	if !first {
+		dst = append(dst, ',')
+	}
+	dst = append(dst, key...)
+	dst = e.appendRawString(dst, raw)
+	return dst, false
+}
+
+// appendRawString appends the JSON string whose body (between the quotes,
+// escapes not decoded) is raw. Plain printable ASCII is copied as it is;
+// anything else is decoded with parser.Unquote and escaped again, so that
+// invalid UTF-8 becomes U+FFFD as encoding/json would decode it.
+func (e *encoder) appendRawString(dst, raw []byte) []byte {
+	if !needsEscape(raw) {
+		dst = append(dst, '"')
+		dst = append(dst, raw...)
+		return append(dst, '"')
+	}
+	var err error
+	e.unq, err = parser.Unquote(e.unq[:0], raw)
+	if err != nil {
+		// Scan validated the line, so this does not happen; send the
+		// value escaped as it is rather than fail the event.
+		return appendString(dst, raw)
+	}
+	return appendString(dst, e.unq)
+}
+
+const (
+	lsb = 0x0101010101010101
+	msb = 0x8080808080808080
+)
+
+// specialMask has the high bit set in each byte of w that is '"', '\\', a
+// control character or not ASCII (exactly for the lowest such byte; bytes
+// after it may be flagged falsely).
+func specialMask(w uint64) uint64 {
+	q := w ^ (lsb * '"')
+	b := w ^ (lsb * '\\')
+	return (((q - lsb) &^ q) | ((b - lsb) &^ b) | ((w - lsb*0x20) &^ w) | w) & msb
+}
+
+// nextSpecial returns the index of the first byte of s that needs escaping
+// in a JSON string, or len(s).
+func nextSpecial(s []byte, i int) int {
+	for ; i+8 <= len(s); i += 8 {
+		if m := specialMask(binary.LittleEndian.Uint64(s[i:])); m != 0 {
+			return i + bits.TrailingZeros64(m)/8
+		}
+	}
+	for ; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x80 {
+			return i
+		}
+	}
+	return len(s)
+}
+
+func needsEscape(s []byte) bool { return nextSpecial(s, 0) < len(s) }
+
+const hexDigits = "0123456789abcdef"
+
+// appendString appends s as a JSON string: '"' and '\\' escaped, control
+// characters as \n, \r, \t or \u00XX, and each byte of invalid UTF-8 as
+// \ufffd (what encoding/json does). Valid UTF-8 is copied unchanged.
+func appendString(dst, s []byte) []byte {
+	dst = append(dst, '"')
+	i := 0
+	for {
+		j := nextSpecial(s, i)
+		dst = append(dst, s[i:j]...)
+		if j == len(s) {
+			break
+		}
+		c := s[j]
+		switch {
+		case c == '"' || c == '\\':
+			dst = append(dst, '\\', c)
+			i = j + 1
+		case c == '\n':
+			dst = append(dst, '\\', 'n')
+			i = j + 1
+		case c == '\r':
+			dst = append(dst, '\\', 'r')
+			i = j + 1
+		case c == '\t':
+			dst = append(dst, '\\', 't')
+			i = j + 1
+		case c < 0x20:
+			dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			i = j + 1
+		default:
+			r, size := utf8.DecodeRune(s[j:])
+			if r == utf8.RuneError && size == 1 {
+				dst = append(dst, `\ufffd`...)
+			} else {
+				dst = append(dst, s[j:j+size]...)
+			}
+			i = j + size
+		}
+	}
+	return append(dst, '"')
+}
+
+// timestampMs converts the body of a JSON string holding an RFC 3339 time
+// (as kube-apiserver writes stageTimestamp: 2026-11-23T10:54:44.671393Z) to
+// Unix milliseconds, without allocating for the usual forms.
+func timestampMs(raw []byte) (int64, bool) {
+	if t, ok := parseRFC3339(raw); ok {
+		return t.UnixMilli(), true
+	}
+	if raw == nil {
+		return 0, false
+	}
+	s, err := parser.Unquote(nil, raw)
+	if err != nil {
+		return 0, false
+	}
+	t, err := time.Parse(time.RFC3339Nano, string(s))
+	if err != nil {
+		return 0, false
+	}
+	return t.UnixMilli(), true
+}
+
+// parseRFC3339 parses YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM).
+func parseRFC3339(b []byte) (time.Time, bool) {
+	if len(b) < 20 || b[4] != '-' || b[7] != '-' || b[10] != 'T' || b[13] != ':' || b[16] != ':' {
+		return time.Time{}, false
+	}
+	year, ok1 := digits(b[0:4])
+	month, ok2 := digits(b[5:7])
+	day, ok3 := digits(b[8:10])
+	hour, ok4 := digits(b[11:13])
+	minute, ok5 := digits(b[14:16])
+	sec, ok6 := digits(b[17:19])
+	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6) || month < 1 || month > 12 || day < 1 ||
+		day > daysIn(time.Month(month), year) || hour > 23 || minute > 59 || sec > 59 {
+		return time.Time{}, false
+	}
+	i := 19
+	nsec := 0
+	if b[i] == '.' {
+		i++
+		start := i
+		scale := 100000000
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			nsec += int(b[i]-'0') * scale
+			scale /= 10
+			i++
+		}
+		if i == start || i-start > 9 {
+			return time.Time{}, false
+		}
+	}
+	offset := 0
+	switch {
+	case i == len(b)-1 && b[i] == 'Z':
+	case i == len(b)-6 && (b[i] == '+' || b[i] == '-') && b[i+3] == ':':
+		oh, ok1 := digits(b[i+1 : i+3])
+		om, ok2 := digits(b[i+4 : i+6])
+		if !ok1 || !ok2 || oh > 23 || om > 59 {
+			return time.Time{}, false
+		}
+		offset = (oh*60 + om) * 60
+		if b[i] == '-' {
+			offset = -offset
+		}
+	default:
+		return time.Time{}, false
+	}
+	t := time.Date(year, time.Month(month), day, hour, minute, sec, nsec, time.UTC)
+	return t.Add(-time.Duration(offset) * time.Second), true
+}
+
+func digits(b []byte) (int, bool) {
+	n := 0
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n, true
+}
+
+func daysIn(m time.Month, year int) int {
+	return time.Date(year, m+1, 0, 0, 0, 0, 0, time.UTC).Day()
+}
+
+// cutObjects appends to dst a copy of line without its responseObject and,
+// if that is not enough to fit limit, without its requestObject too, with
+// TruncatedAnnotation added to annotations (created if absent). The result
+// is valid JSON whenever line is.
+func cutObjects(dst, line []byte, ev *parser.Event, limit int) []byte {
+	const ann = len(`,"annotations":{"` + TruncatedAnnotation + `":"responseObject,requestObject"}`)
+	var buf [2]parser.Span
+	spans := buf[:0]
+	if ev.ResponseObject.Present() {
+		spans = append(spans, ev.ResponseObject)
+	}
+	if ev.RequestObject.Present() && (len(spans) == 0 ||
+		len(line)-(ev.ResponseObject.End-ev.ResponseObject.Key)+ann > limit) {
+		spans = append(spans, ev.RequestObject)
+	}
+	if len(spans) == 0 {
+		return append(dst, line...)
+	}
+	names := "responseObject"
+	switch {
+	case len(spans) == 2:
+		names = "responseObject,requestObject"
+	case spans[0] == ev.RequestObject:
+		names = "requestObject"
+	}
+
+	// Edits on line, applied in order of position: removals of the members
+	// (each with one comma) and one insertion of the annotation.
+	type edit struct {
+		from, to int    // line[from:to] is replaced
+		text     string // by text
+		annotate bool   // text is the annotation member
+	}
+	var edits [3]edit
+	n := 0
+	if len(spans) == 2 && spans[1].Key < spans[0].Key {
+		spans[0], spans[1] = spans[1], spans[0]
+	}
+	last := 0
+	for _, s := range spans {
+		from, to := s.Key, s.End
+		if c := skipSpaceBack(line, s.Key-1); c >= last && c >= 0 && line[c] == ',' {
+			from = c
+		} else if c := skipSpace(line, s.End); c < len(line) && line[c] == ',' {
+			to = skipSpace(line, c+1)
+		}
+		edits[n] = edit{from: from, to: to}
+		n++
+		last = to
+	}
+	if off, ok := offsetIn(line, ev.Annotations); ok {
+		at := off + 1 // after '{'
+		text := `"` + TruncatedAnnotation + `":"` + names + `"`
+		if c := skipSpace(line, at); c < len(line) && line[c] != '}' {
+			text += ","
+		}
+		edits[n] = edit{from: at, to: at, text: text}
+	} else {
+		end := skipSpaceBack(line, len(line)-1) // the closing '}'
+		edits[n] = edit{from: end, to: end, text: `"annotations":{"` + TruncatedAnnotation + `":"` + names + `"}`, annotate: true}
+	}
+	n++
+	// Insertion sorts into place (at most three edits).
+	for i := 1; i < n; i++ {
+		for j := i; j > 0 && edits[j].from < edits[j-1].from; j-- {
+			edits[j], edits[j-1] = edits[j-1], edits[j]
+		}
+	}
+	pos := 0
+	for _, e := range edits[:n] {
+		dst = append(dst, line[pos:e.from]...)
+		if e.annotate {
+			// A new top-level member: it needs a comma unless the
+			// object is now empty.
+			if c := skipSpaceBack(dst, len(dst)-1); c >= 0 && dst[c] != '{' {
+				dst = append(dst, ',')
+			}
+		}
+		dst = append(dst, e.text...)
+		pos = e.to
+	}
+	return append(dst, line[pos:]...)
+}
+
+// offsetIn returns where sub starts in line, if sub is a non-empty slice of
+// line's array.
+func offsetIn(line, sub []byte) (int, bool) {
+	if len(sub) == 0 {
+		return 0, false
+	}
+	off := cap(line) - cap(sub)
+	if off < 0 || off+len(sub) > len(line) || &line[off] != &sub[0] {
+		return 0, false
+	}
+	return off, true
+}
+
+func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && isSpace(b[i]) {
+		i++
+	}
+	return i
+}
+
+func skipSpaceBack(b []byte, i int) int {
+	for i >= 0 && isSpace(b[i]) {
+		i--
+	}
+	return i
+}
