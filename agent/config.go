@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"time"
 
@@ -98,40 +97,9 @@ func (s *StartAt) UnmarshalText(b []byte) error {
 	return fmt.Errorf("invalid start_at %q (want beginning or end)", b)
 }
 
-// ByteSize is a size in bytes; YAML accepts a number or a string with a
-// unit: 512KiB, 4MiB, 1GiB (also KB, MB, GB as powers of 1000).
-type ByteSize int64
-
-// UnmarshalText parses a size.
-func (b *ByteSize) UnmarshalText(text []byte) error {
-	v, err := ParseByteSize(string(text))
-	if err != nil {
-		return err
-	}
-	*b = v
-	return nil
-}
-
-// ParseByteSize parses 123, 4MiB, 10MB and the like.
-func ParseByteSize(s string) (ByteSize, error) {
-	s = strings.TrimSpace(s)
-	units := []struct {
-		suffix string
-		mult   int64
-	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1000}, {"MB", 1000 * 1000}, {"GB", 1000 * 1000 * 1000}, {"B", 1}}
-	mult := int64(1)
-	for _, u := range units {
-		if rest, ok := strings.CutSuffix(s, u.suffix); ok {
-			s, mult = strings.TrimSpace(rest), u.mult
-			break
-		}
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n < 0 {
-		return 0, fmt.Errorf("invalid size %q (want a number of bytes, or one with KiB, MiB, GiB)", s)
-	}
-	return ByteSize(n * mult), nil
-}
+// ByteSize is a size in bytes: a number, or a string with a unit (512KiB,
+// 4MiB, 1GiB; KB, MB, GB are powers of 1000).
+type ByteSize = outputs.ByteSize
 
 // Defaults fills unset options with their default values.
 func (c *Config) Defaults() {

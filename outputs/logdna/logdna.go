@@ -170,30 +170,8 @@ func (t *TLSOptions) UnmarshalYAML(n *yaml.Node) error {
 	return n.Decode((*plain)(t))
 }
 
-// ByteSize is a size in bytes; YAML accepts a number or a string with a
-// unit: 512KiB, 9MiB (also KB, MB as powers of 1000).
-type ByteSize int64
-
-// UnmarshalText parses a size.
-func (b *ByteSize) UnmarshalText(text []byte) error {
-	s := strings.TrimSpace(string(text))
-	mult := int64(1)
-	for _, u := range []struct {
-		suffix string
-		mult   int64
-	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1000}, {"MB", 1000 * 1000}, {"GB", 1000 * 1000 * 1000}, {"B", 1}} {
-		if rest, ok := strings.CutSuffix(s, u.suffix); ok {
-			s, mult = strings.TrimSpace(rest), u.mult
-			break
-		}
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n < 0 {
-		return fmt.Errorf("invalid size %q (want a number of bytes, or one with KiB, MiB, KB, MB)", text)
-	}
-	*b = ByteSize(n * mult)
-	return nil
-}
+// ByteSize is a size in bytes, as everywhere in the configuration.
+type ByteSize = outputs.ByteSize
 
 // Output sends batches to a LogDNA ingest endpoint.
 type Output struct {
