@@ -3,6 +3,7 @@ package outputs
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
 	"slices"
 	"strconv"
@@ -67,23 +68,14 @@ func (c *Config) UnmarshalYAML(n *yaml.Node) error {
 func (c Config) Line() int { return c.line }
 
 // DecodeOptions decodes the type's own keys into v, a pointer to a struct
-// with yaml tags. A key v does not have is an error naming the key, its line
-// and the keys the type accepts.
+// with yaml tags. A key v does not have, at any depth (tls.ca_fle), is an
+// error naming the key, its line and the keys accepted there.
 func (c Config) DecodeOptions(v any) error {
 	if c.options == nil || len(c.options.Content) == 0 {
 		return nil
 	}
-	allowed := yamlKeys(reflect.TypeOf(v))
-	for i := 0; i+1 < len(c.options.Content); i += 2 {
-		k := c.options.Content[i]
-		if !allowed[k.Value] {
-			keys := make([]string, 0, len(allowed))
-			for key := range allowed {
-				keys = append(keys, key)
-			}
-			slices.Sort(keys)
-			return fmt.Errorf("line %d: unknown key %q for type %s (known keys: %s)", k.Line, k.Value, c.Type, strings.Join(keys, ", "))
-		}
+	if err := checkKeys(c.options, reflect.TypeOf(v), ""); err != nil {
+		return err
 	}
 	if err := c.options.Decode(v); err != nil {
 		var te *yaml.TypeError
@@ -95,6 +87,94 @@ func (c Config) DecodeOptions(v any) error {
 	return nil
 }
 
+// checkKeys reports the first key of the mapping n that the struct type t
+// has no field for, descending into nested structs.
+func checkKeys(n *yaml.Node, t reflect.Type, prefix string) error {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t.Kind() != reflect.Struct || n.Kind != yaml.MappingNode {
+		return nil
+	}
+	if reflect.PointerTo(t).Implements(reflect.TypeFor[yaml.Unmarshaler]()) {
+		return nil // the type checks its own keys
+	}
+	fields := yamlFields(t)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		ft, ok := fields[k.Value]
+		if !ok {
+			keys := make([]string, 0, len(fields))
+			for key := range fields {
+				keys = append(keys, key)
+			}
+			slices.Sort(keys)
+			return fmt.Errorf("line %d: unknown key %q (known keys%s: %s)", k.Line, prefix+k.Value, under(prefix), strings.Join(keys, ", "))
+		}
+		if err := checkKeys(v, ft, prefix+k.Value+"."); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func under(prefix string) string {
+	if prefix == "" {
+		return ""
+	}
+	return " under " + strings.TrimSuffix(prefix, ".")
+}
+
+// yamlFields maps the yaml keys of struct type t to their field types.
+func yamlFields(t reflect.Type) map[string]reflect.Type {
+	keys := map[string]reflect.Type{}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if name == "-" || !f.IsExported() {
+			continue
+		}
+		if strings.Contains(opts, "inline") {
+			ft := f.Type
+			for ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			maps.Copy(keys, yamlFields(ft))
+			continue
+		}
+		if name == "" {
+			name = strings.ToLower(f.Name)
+		}
+		keys[name] = f.Type
+	}
+	return keys
+}
+
+// Keys lists the yaml keys of an options struct, nested ones dotted
+// (tls.ca_file), for documentation checks.
+func Keys(v any) []string {
+	var out []string
+	var walk func(t reflect.Type, prefix string)
+	walk = func(t reflect.Type, prefix string) {
+		for t.Kind() == reflect.Pointer {
+			t = t.Elem()
+		}
+		for name, ft := range yamlFields(t) {
+			for ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			if ft.Kind() == reflect.Struct && ft.NumField() > 0 && ft.PkgPath() != "time" {
+				walk(ft, prefix+name+".")
+				continue
+			}
+			out = append(out, prefix+name)
+		}
+	}
+	walk(reflect.TypeOf(v), "")
+	slices.Sort(out)
+	return out
+}
+
 // SetOptions replaces the type's keys; tests and programs that build a
 // Config without YAML use it. opts is encoded to YAML first.
 func (c *Config) SetOptions(opts any) error {
@@ -104,35 +184,6 @@ func (c *Config) SetOptions(opts any) error {
 	}
 	c.options = &n
 	return nil
-}
-
-func yamlKeys(t reflect.Type) map[string]bool {
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	keys := map[string]bool{}
-	if t.Kind() != reflect.Struct {
-		return keys
-	}
-	for i := 0; i < t.NumField(); i++ {
-		f := t.Field(i)
-		tag := f.Tag.Get("yaml")
-		name, opts, _ := strings.Cut(tag, ",")
-		if name == "-" || !f.IsExported() {
-			continue
-		}
-		if strings.Contains(opts, "inline") {
-			for k := range yamlKeys(f.Type) {
-				keys[k] = true
-			}
-			continue
-		}
-		if name == "" {
-			name = strings.ToLower(f.Name)
-		}
-		keys[name] = true
-	}
-	return keys
 }
 
 // ByteSize is a size in bytes; YAML accepts a number or a string with a
