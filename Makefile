@@ -7,7 +7,7 @@ FUZZTIME  ?= 20s
 PKGS      := ./...
 
 .DEFAULT_GOAL := help
-.PHONY: help deps build test unit lint fmt vet fuzz fuzz-short bench bench-parser demo e2e clean
+.PHONY: help deps build test unit lint fmt vet fuzz fuzz-short bench bench-parser demo image clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -50,6 +50,9 @@ bench-parser: ## parser vs encoding/json, json-iterator, fastjson
 
 demo: build ## write rotating audit logs, ship them to a file, check nothing was lost
 	./scripts/demo.sh
+
+image: ## docker build -t audittail:$(VERSION) (needs a Docker engine; CI has none and does not run it)
+	docker build --build-arg VERSION=$(VERSION) -t audittail:$(VERSION) .
 
 clean: ## remove build and demo output
 	rm -rf bin .demo .bench
