@@ -7,6 +7,7 @@ import (
 
 	"github.com/audittail/audittail/outputs"
 	"github.com/audittail/audittail/outputs/file"
+	"github.com/audittail/audittail/outputs/fluentd"
 	"github.com/audittail/audittail/outputs/logdna"
 	"github.com/audittail/audittail/outputs/null"
 )
@@ -21,6 +22,7 @@ func outputFactories(log *slog.Logger) map[string]func(outputs.Config) (outputs.
 			}
 			return file.NewWriter(os.Stdout, "stdout"), nil
 		},
+		"fluentd": func(c outputs.Config) (outputs.Output, error) { return fluentd.FromConfig(c, log) },
 		"logdna": func(c outputs.Config) (outputs.Output, error) {
 			o, err := logdna.DecodeOptions(c)
 			if err != nil {
@@ -44,7 +46,7 @@ func buildOutput(log *slog.Logger) func(outputs.Config) (outputs.Output, error) 
 	return func(c outputs.Config) (outputs.Output, error) {
 		f, ok := table[c.Type]
 		if !ok {
-			return nil, fmt.Errorf("unknown output type %q (want file, stdout, null or logdna)", c.Type)
+			return nil, fmt.Errorf("unknown output type %q (want file, stdout, null, fluentd or logdna)", c.Type)
 		}
 		return f(c)
 	}

@@ -1,0 +1,267 @@
+package fluentd
+
+import (
+	"compress/gzip"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/binary"
+	"slices"
+	"time"
+
+	"github.com/audittail/audittail/outputs"
+	"github.com/audittail/audittail/parser"
+)
+
+// encoder builds PackedForward and CompressedPackedForward messages in
+// buffers it keeps from one batch to the next. Not safe for concurrent use.
+type encoder struct {
+	head []byte // msgpack [fixarray(3), tag]: the message's first bytes
+	gzip bool
+
+	msg     []byte // headroom, then the event stream and the options
+	entries []byte // the uncompressed event stream (gzip only)
+	zw      *gzip.Writer
+	zbuf    appendWriter // zw's destination
+	ev      parser.Event
+}
+
+// headroom leaves space before the event stream for head and a bin32 header.
+func (e *encoder) headroom() int { return len(e.head) + 5 }
+
+func newEncoder(tag string, gz bool) *encoder {
+	e := &encoder{gzip: gz}
+	e.head = append(e.head, 0x93)
+	e.head = appendStr(e.head, tag)
+	if gz {
+		e.zw, _ = gzip.NewWriterLevel(nil, gzip.BestSpeed)
+	}
+	return e
+}
+
+// encode returns the message for b with chunk as its chunk option. The
+// result aliases the encoder's buffer until the next call.
+func (e *encoder) encode(b *outputs.Batch, chunk []byte, now time.Time) []byte {
+	h := e.headroom()
+	e.msg = slices.Grow(e.msg[:0], h+b.Size()+b.Len()*16)[:h]
+	if !e.gzip {
+		e.msg = e.appendEntries(e.msg, b, now)
+	} else {
+		e.entries = e.appendEntries(e.entries[:0], b, now)
+		e.zbuf.b = e.msg
+		e.zw.Reset(&e.zbuf)
+		e.zw.Write(e.entries) // writes to memory cannot fail
+		e.zw.Close()
+		e.msg, e.zbuf.b = e.zbuf.b, nil
+	}
+	n := len(e.msg) - h
+	var bin [5]byte
+	hdr := bin[:0]
+	switch {
+	case n < 1<<8:
+		hdr = append(hdr, 0xc4, byte(n))
+	case n < 1<<16:
+		hdr = append(hdr, 0xc5, byte(n>>8), byte(n))
+	default:
+		hdr = append(hdr, 0xc6, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+	}
+	start := h - len(hdr) - len(e.head)
+	copy(e.msg[start:], e.head)
+	copy(e.msg[start+len(e.head):], hdr)
+
+	// Options: {"chunk": id, "size": n[, "compressed": "gzip"]}.
+	if e.gzip {
+		e.msg = append(e.msg, 0x83)
+	} else {
+		e.msg = append(e.msg, 0x82)
+	}
+	e.msg = appendStr(e.msg, "chunk")
+	e.msg = appendStrBytes(e.msg, chunk)
+	e.msg = appendStr(e.msg, "size")
+	e.msg = appendUint(e.msg, uint64(b.Len()))
+	if e.gzip {
+		e.msg = appendStr(e.msg, "compressed")
+		e.msg = appendStr(e.msg, "gzip")
+	}
+	return e.msg[start:]
+}
+
+// appendEntries appends one [EventTime, record] entry per line of b.
+func (e *encoder) appendEntries(dst []byte, b *outputs.Batch, now time.Time) []byte {
+	for i := range b.Len() {
+		line := b.Line(i)
+		sec, nsec := e.eventTime(b, i, line, now)
+		dst = append(dst, 0x92, 0xd7, 0x00)
+		dst = binary.BigEndian.AppendUint32(dst, sec)
+		dst = binary.BigEndian.AppendUint32(dst, nsec)
+		// AppendMsgpack does not allocate when dst has about 3x the line.
+		dst = slices.Grow(dst, 3*len(line)+64)
+		rec, err := parser.AppendMsgpack(dst, line)
+		if err != nil {
+			// Not a JSON object: send it whole rather than lose it.
+			dst = append(dst, 0x81)
+			dst = appendStr(dst, "message")
+			rec = appendStrBytes(dst, line)
+		}
+		dst = rec
+	}
+	return dst
+}
+
+// eventTime returns the time of line i: its stageTimestamp, else its
+// requestReceivedTimestamp, else now.
+func (e *encoder) eventTime(b *outputs.Batch, i int, line []byte, now time.Time) (uint32, uint32) {
+	ev := b.Event(i)
+	if ev == nil {
+		// The batch was not parsed (or the line is not an event).
+		if parser.Scan(line, &e.ev) == nil {
+			ev = &e.ev
+		}
+	}
+	if ev != nil {
+		if s, ns, ok := parseTimestamp(ev.StageTimestamp); ok {
+			return s, ns
+		}
+		if s, ns, ok := parseTimestamp(ev.RequestReceivedTimestamp); ok {
+			return s, ns
+		}
+	}
+	return uint32(now.Unix()), uint32(now.Nanosecond())
+}
+
+// parseTimestamp parses a raw JSON string holding an RFC 3339 time, as
+// metav1.MicroTime writes it, into EventTime's seconds and nanoseconds. It
+// reports false for an absent or invalid time, or one EventTime cannot hold
+// (before 1970 or after 2106).
+func parseTimestamp(raw []byte) (uint32, uint32, bool) {
+	if len(raw) == 0 {
+		return 0, 0, false
+	}
+	t, ok := parseRFC3339UTC(raw)
+	if !ok {
+		// Time zones, escapes: the slow path.
+		s, err := parser.Unquote(nil, raw)
+		if err != nil {
+			return 0, 0, false
+		}
+		t, err = time.Parse(time.RFC3339Nano, string(s))
+		if err != nil {
+			return 0, 0, false
+		}
+	}
+	sec := t.Unix()
+	if sec < 0 || sec > 1<<32-1 {
+		return 0, 0, false
+	}
+	return uint32(sec), uint32(t.Nanosecond()), true
+}
+
+// parseRFC3339UTC parses YYYY-MM-DDTHH:MM:SS[.fraction]Z without
+// allocating; anything else is left to time.Parse.
+func parseRFC3339UTC(b []byte) (time.Time, bool) {
+	if len(b) < 20 || b[4] != '-' || b[7] != '-' || b[10] != 'T' || b[13] != ':' || b[16] != ':' || b[len(b)-1] != 'Z' {
+		return time.Time{}, false
+	}
+	num := func(i, n int) (int, bool) {
+		v := 0
+		for _, c := range b[i : i+n] {
+			if c < '0' || c > '9' {
+				return 0, false
+			}
+			v = v*10 + int(c-'0')
+		}
+		return v, true
+	}
+	year, ok1 := num(0, 4)
+	month, ok2 := num(5, 2)
+	day, ok3 := num(8, 2)
+	hour, ok4 := num(11, 2)
+	minute, ok5 := num(14, 2)
+	sec, ok6 := num(17, 2)
+	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6) || month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 || sec > 59 {
+		return time.Time{}, false
+	}
+	nsec := 0
+	if frac := b[19 : len(b)-1]; len(frac) > 0 {
+		if frac[0] != '.' || len(frac) < 2 || len(frac) > 10 {
+			return time.Time{}, false
+		}
+		v, ok := num(20, len(frac)-1)
+		if !ok {
+			return time.Time{}, false
+		}
+		for range 10 - len(frac) {
+			v *= 10
+		}
+		nsec = v
+	}
+	t := time.Date(year, time.Month(month), day, hour, minute, sec, nsec, time.UTC)
+	if t.Day() != day { // February 30th and the like
+		return time.Time{}, false
+	}
+	return t, true
+}
+
+// newChunk writes a fresh chunk id, base64 of 16 random bytes, into dst.
+func newChunk(dst *[24]byte) {
+	var id [16]byte
+	rand.Read(id[:])
+	base64.StdEncoding.Encode(dst[:], id[:])
+}
+
+// appendWriter is an io.Writer that appends to b.
+type appendWriter struct{ b []byte }
+
+func (w *appendWriter) Write(p []byte) (int, error) {
+	w.b = append(w.b, p...)
+	return len(p), nil
+}
+
+func appendStr(dst []byte, s string) []byte {
+	dst = appendStrHeader(dst, len(s))
+	return append(dst, s...)
+}
+
+func appendStrBytes(dst []byte, s []byte) []byte {
+	dst = appendStrHeader(dst, len(s))
+	return append(dst, s...)
+}
+
+func appendStrHeader(dst []byte, n int) []byte {
+	switch {
+	case n < 32:
+		return append(dst, 0xa0|byte(n))
+	case n < 1<<8:
+		return append(dst, 0xd9, byte(n))
+	case n < 1<<16:
+		return append(dst, 0xda, byte(n>>8), byte(n))
+	default:
+		return append(dst, 0xdb, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+	}
+}
+
+func appendUint(dst []byte, v uint64) []byte {
+	switch {
+	case v < 128:
+		return append(dst, byte(v))
+	case v < 1<<8:
+		return append(dst, 0xcc, byte(v))
+	case v < 1<<16:
+		return append(dst, 0xcd, byte(v>>8), byte(v))
+	case v < 1<<32:
+		return append(dst, 0xce, byte(v>>24), byte(v>>16), byte(v>>8), byte(v))
+	default:
+		return binary.BigEndian.AppendUint64(append(dst, 0xcf), v)
+	}
+}
+
+// appendArrayHeader appends a msgpack array header for n elements.
+func appendArrayHeader(dst []byte, n int) []byte {
+	switch {
+	case n < 16:
+		return append(dst, 0x90|byte(n))
+	case n < 1<<16:
+		return append(dst, 0xdc, byte(n>>8), byte(n))
+	default:
+		return append(dst, 0xdd, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+	}
+}
