@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/audittail/audittail/outputs/fluentd/internal/forwardtest"
+	"github.com/audittail/audittail/outputs/fluentd/fluentdtest"
 	"github.com/audittail/audittail/parser/auditgen"
 )
 
@@ -20,7 +20,7 @@ func BenchmarkSend(b *testing.B) {
 		{"gzip", Options{Compress: "gzip"}},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			r, err := forwardtest.Start(forwardtest.Config{Discard: true})
+			r, err := fluentdtest.Start(fluentdtest.Config{Discard: true})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -24,7 +24,7 @@ import (
 	"time"
 
 	"github.com/audittail/audittail/outputs"
-	"github.com/audittail/audittail/outputs/fluentd/internal/forwardtest"
+	"github.com/audittail/audittail/outputs/fluentd/fluentdtest"
 	"github.com/audittail/audittail/outputs/outputstest"
 	"github.com/audittail/audittail/parser"
 	"github.com/audittail/audittail/parser/auditgen"
@@ -32,9 +32,9 @@ import (
 
 // startReceiver starts a receiver that is closed, and checked for protocol
 // errors, when the test ends.
-func startReceiver(t *testing.T, cfg forwardtest.Config) *forwardtest.Receiver {
+func startReceiver(t *testing.T, cfg fluentdtest.Config) *fluentdtest.Receiver {
 	t.Helper()
-	r, err := forwardtest.Start(cfg)
+	r, err := fluentdtest.Start(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +168,7 @@ func wantTime(line []byte) time.Time {
 
 // checkEntries checks that the receiver holds exactly the lines of b, in
 // order, as records with the right time and tag.
-func checkEntries(t *testing.T, b *outputs.Batch, got []forwardtest.Entry, tag string, sent time.Time) {
+func checkEntries(t *testing.T, b *outputs.Batch, got []fluentdtest.Entry, tag string, sent time.Time) {
 	t.Helper()
 	if len(got) != b.Len() {
 		t.Fatalf("received %d entries, want %d", len(got), b.Len())
@@ -195,7 +195,7 @@ func checkEntries(t *testing.T, b *outputs.Batch, got []forwardtest.Entry, tag s
 func TestPackedForwardRoundTrip(t *testing.T) {
 	for _, level := range []auditgen.Level{auditgen.Metadata, auditgen.RequestResponse} {
 		t.Run(level.String(), func(t *testing.T) {
-			r := startReceiver(t, forwardtest.Config{})
+			r := startReceiver(t, fluentdtest.Config{})
 			o := newOutput(t, Options{Address: r.Addr(), Tag: "kube.audit.test"})
 			b := testBatch(1, 300, level)
 			sent := time.Now()
@@ -216,7 +216,7 @@ func TestPackedForwardRoundTrip(t *testing.T) {
 }
 
 func TestDefaultTag(t *testing.T) {
-	r := startReceiver(t, forwardtest.Config{})
+	r := startReceiver(t, fluentdtest.Config{})
 	o := newOutput(t, Options{Address: "tcp://" + r.Addr()})
 	if err := send(t, o, testBatch(2, 3, auditgen.Metadata)); err != nil {
 		t.Fatal(err)
@@ -227,7 +227,7 @@ func TestDefaultTag(t *testing.T) {
 }
 
 func TestGzipCompressedPackedForward(t *testing.T) {
-	r := startReceiver(t, forwardtest.Config{})
+	r := startReceiver(t, fluentdtest.Config{})
 	o := newOutput(t, Options{Address: r.Addr(), Compress: "gzip"})
 	var sent time.Time
 	for i := range 3 { // the compressor is reused between batches
@@ -247,7 +247,7 @@ func TestGzipCompressedPackedForward(t *testing.T) {
 
 func TestUnixSocket(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "fluentd.sock")
-	r := startReceiver(t, forwardtest.Config{Network: "unix", Address: path})
+	r := startReceiver(t, fluentdtest.Config{Network: "unix", Address: path})
 	o := newOutput(t, Options{Address: "unix://" + path})
 	b := testBatch(3, 100, auditgen.Metadata)
 	sent := time.Now()
@@ -258,7 +258,7 @@ func TestUnixSocket(t *testing.T) {
 }
 
 func TestEmptyBatchSendsNothing(t *testing.T) {
-	r := startReceiver(t, forwardtest.Config{})
+	r := startReceiver(t, fluentdtest.Config{})
 	o := newOutput(t, Options{Address: r.Addr()})
 	if err := send(t, o, &outputs.Batch{}); err != nil {
 		t.Fatal(err)
@@ -290,7 +290,7 @@ func countIDs(got []string) map[string]int {
 
 func TestAckWithheld(t *testing.T) {
 	t.Run("the batch is resent and nothing is lost", func(t *testing.T) {
-		r := startReceiver(t, forwardtest.Config{})
+		r := startReceiver(t, fluentdtest.Config{})
 		o := newOutput(t, Options{Address: r.Addr(), AckTimeout: 300 * time.Millisecond})
 		first, second := genBatch(20, 50, auditgen.Metadata), genBatch(21, 50, auditgen.Metadata)
 		if err := send(t, o, first); err != nil {
@@ -315,7 +315,7 @@ func TestAckWithheld(t *testing.T) {
 		}
 	})
 	t.Run("a receiver that kept the batch sees it twice, never a gap", func(t *testing.T) {
-		r := startReceiver(t, forwardtest.Config{})
+		r := startReceiver(t, fluentdtest.Config{})
 		o := newOutput(t, Options{Address: r.Addr(), AckTimeout: 300 * time.Millisecond})
 		b := genBatch(22, 50, auditgen.Metadata)
 		r.WithholdAcks(1, true)
@@ -333,7 +333,7 @@ func TestAckWithheld(t *testing.T) {
 		}
 	})
 	t.Run("a cancelled context ends the wait at once", func(t *testing.T) {
-		r := startReceiver(t, forwardtest.Config{})
+		r := startReceiver(t, fluentdtest.Config{})
 		o := newOutput(t, Options{Address: r.Addr(), AckTimeout: time.Hour})
 		r.WithholdAcks(1, false)
 		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
@@ -357,7 +357,7 @@ func TestAckWithheld(t *testing.T) {
 
 func TestReceiverRestart(t *testing.T) {
 	t.Run("the next Send reconnects", func(t *testing.T) {
-		r, err := forwardtest.Start(forwardtest.Config{})
+		r, err := fluentdtest.Start(fluentdtest.Config{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -378,7 +378,7 @@ func TestReceiverRestart(t *testing.T) {
 		}
 		got := r.AuditIDs()
 		r.Close() // the receiver restarts: same address, new process
-		r2 := startReceiver(t, forwardtest.Config{Address: addr})
+		r2 := startReceiver(t, fluentdtest.Config{Address: addr})
 		for i := range 3 {
 			b := genBatch(uint64(40+i), 40, auditgen.Metadata)
 			if err := send(t, o, b); err != nil {
@@ -392,7 +392,7 @@ func TestReceiverRestart(t *testing.T) {
 		}
 	})
 	t.Run("a down receiver is an error until it is back", func(t *testing.T) {
-		r, err := forwardtest.Start(forwardtest.Config{})
+		r, err := fluentdtest.Start(fluentdtest.Config{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -407,7 +407,7 @@ func TestReceiverRestart(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "cannot connect to fluentd at "+addr) {
 			t.Fatalf("Send to a stopped receiver = %v, want cannot connect to fluentd at %s", err, addr)
 		}
-		r2 := startReceiver(t, forwardtest.Config{Address: addr})
+		r2 := startReceiver(t, fluentdtest.Config{Address: addr})
 		if err := send(t, o, b); err != nil {
 			t.Fatalf("Send once the receiver is back: %v", err)
 		}
@@ -416,7 +416,7 @@ func TestReceiverRestart(t *testing.T) {
 		}
 	})
 	t.Run("a connection dropped mid-batch is an error, the resend delivers", func(t *testing.T) {
-		r := startReceiver(t, forwardtest.Config{})
+		r := startReceiver(t, fluentdtest.Config{})
 		o := newOutput(t, Options{Address: r.Addr()})
 		if err := send(t, o, genBatch(52, 10, auditgen.Metadata)); err != nil {
 			t.Fatal(err)
@@ -447,7 +447,7 @@ func writeFile(t *testing.T, name, content string) string {
 func TestSharedKey(t *testing.T) {
 	key := writeFile(t, "shared_key", "s3cret\n")
 	t.Run("the right key is accepted", func(t *testing.T) {
-		r := startReceiver(t, forwardtest.Config{SharedKey: "s3cret"})
+		r := startReceiver(t, fluentdtest.Config{SharedKey: "s3cret"})
 		o := newOutput(t, Options{Address: r.Addr(), SharedKeyFile: key, SelfHostname: "node-1"})
 		for i := range 2 {
 			b := genBatch(uint64(60+i), 20, auditgen.Metadata)
@@ -461,14 +461,14 @@ func TestSharedKey(t *testing.T) {
 	})
 	t.Run("the key can come from the environment", func(t *testing.T) {
 		t.Setenv("AUDITTAIL_TEST_FLUENTD_KEY", "env-key")
-		r := startReceiver(t, forwardtest.Config{SharedKey: "env-key"})
+		r := startReceiver(t, fluentdtest.Config{SharedKey: "env-key"})
 		o := newOutput(t, Options{Address: r.Addr(), SharedKeyEnv: "AUDITTAIL_TEST_FLUENTD_KEY"})
 		if err := send(t, o, genBatch(62, 5, auditgen.Metadata)); err != nil {
 			t.Fatal(err)
 		}
 	})
 	t.Run("username and password are accepted", func(t *testing.T) {
-		r := startReceiver(t, forwardtest.Config{SharedKey: "s3cret", Users: map[string]string{"audittail": "pw"}})
+		r := startReceiver(t, fluentdtest.Config{SharedKey: "s3cret", Users: map[string]string{"audittail": "pw"}})
 		o := newOutput(t, Options{Address: r.Addr(), SharedKeyFile: key, Username: "audittail", PasswordFile: writeFile(t, "pw", "pw\n")})
 		if err := send(t, o, genBatch(63, 5, auditgen.Metadata)); err != nil {
 			t.Fatal(err)
@@ -476,25 +476,25 @@ func TestSharedKey(t *testing.T) {
 	})
 	for _, tc := range []struct {
 		name string
-		cfg  forwardtest.Config
+		cfg  fluentdtest.Config
 		opts Options
 		want []string
 	}{
 		{
 			name: "a wrong key is refused, naming shared_key",
-			cfg:  forwardtest.Config{SharedKey: "other"},
+			cfg:  fluentdtest.Config{SharedKey: "other"},
 			opts: Options{SharedKeyFile: key},
 			want: []string{"refused the shared_key handshake", "shared_key mismatch"},
 		},
 		{
 			name: "a wrong password is refused",
-			cfg:  forwardtest.Config{SharedKey: "s3cret", Users: map[string]string{"audittail": "pw"}},
+			cfg:  fluentdtest.Config{SharedKey: "s3cret", Users: map[string]string{"audittail": "pw"}},
 			opts: Options{SharedKeyFile: key, Username: "audittail", PasswordFile: writeFile(t, "bad", "nope")},
 			want: []string{"refused the shared_key handshake", "username/password mismatch"},
 		},
 		{
 			name: "a receiver that wants a key tells a client that has none",
-			cfg:  forwardtest.Config{SharedKey: "s3cret"},
+			cfg:  fluentdtest.Config{SharedKey: "s3cret"},
 			opts: Options{},
 			want: []string{"requires a shared_key handshake", "shared_key_file"},
 		},
@@ -526,7 +526,7 @@ func TestSharedKey(t *testing.T) {
 		})
 	}
 	t.Run("a HELO that denies keepalive gets one connection per batch", func(t *testing.T) {
-		r := startReceiver(t, forwardtest.Config{SharedKey: "s3cret", DenyKeepalive: true})
+		r := startReceiver(t, fluentdtest.Config{SharedKey: "s3cret", DenyKeepalive: true})
 		o := newOutput(t, Options{Address: r.Addr(), SharedKeyFile: key})
 		for i := range 3 {
 			if err := send(t, o, genBatch(uint64(66+i), 5, auditgen.Metadata)); err != nil {
@@ -538,7 +538,7 @@ func TestSharedKey(t *testing.T) {
 		}
 	})
 	t.Run("a receiver without a key is reported when no HELO comes", func(t *testing.T) {
-		r := startReceiver(t, forwardtest.Config{})
+		r := startReceiver(t, fluentdtest.Config{})
 		o := newOutput(t, Options{Address: r.Addr(), SharedKeyFile: key, DialTimeout: 300 * time.Millisecond})
 		err := send(t, o, genBatch(65, 5, auditgen.Metadata))
 		if err == nil || !strings.Contains(err.Error(), "no HELO") {
@@ -620,7 +620,7 @@ func TestTLS(t *testing.T) {
 	server, client, other := newPKI(t, "server"), newPKI(t, "client"), newPKI(t, "other")
 	serverTLS := &tls.Config{Certificates: []tls.Certificate{server.cert}}
 	t.Run("a certificate signed by ca_file is trusted", func(t *testing.T) {
-		r := startReceiver(t, forwardtest.Config{TLS: serverTLS, SharedKey: "k"})
+		r := startReceiver(t, fluentdtest.Config{TLS: serverTLS, SharedKey: "k"})
 		o := newOutput(t, Options{Address: "tls://" + r.Addr(), TLS: TLSOptions{CAFile: server.caFile}, SharedKeyFile: writeFile(t, "k", "k")})
 		b := testBatch(70, 100, auditgen.Metadata)
 		sent := time.Now()
@@ -633,7 +633,7 @@ func TestTLS(t *testing.T) {
 		}
 	})
 	t.Run("server_name is checked against the certificate", func(t *testing.T) {
-		r := startReceiver(t, forwardtest.Config{TLS: serverTLS})
+		r := startReceiver(t, fluentdtest.Config{TLS: serverTLS})
 		o := newOutput(t, Options{Address: "tls://" + r.Addr(), TLS: TLSOptions{CAFile: server.caFile, ServerName: "fluentd.test"}})
 		if err := send(t, o, genBatch(71, 5, auditgen.Metadata)); err != nil {
 			t.Fatalf("Send: %v", err)
@@ -644,7 +644,7 @@ func TestTLS(t *testing.T) {
 		}
 	})
 	t.Run("a certificate from another CA is refused", func(t *testing.T) {
-		r := startReceiver(t, forwardtest.Config{TLS: serverTLS})
+		r := startReceiver(t, fluentdtest.Config{TLS: serverTLS})
 		o := newOutput(t, Options{Address: "tls://" + r.Addr(), TLS: TLSOptions{CAFile: other.caFile}})
 		err := send(t, o, genBatch(72, 5, auditgen.Metadata))
 		var uerr x509.UnknownAuthorityError
@@ -659,7 +659,7 @@ func TestTLS(t *testing.T) {
 		}
 	})
 	t.Run("insecure_skip_verify connects anyway", func(t *testing.T) {
-		r := startReceiver(t, forwardtest.Config{TLS: serverTLS})
+		r := startReceiver(t, fluentdtest.Config{TLS: serverTLS})
 		o := newOutput(t, Options{Address: "tls://" + r.Addr(), TLS: TLSOptions{InsecureSkipVerify: true}})
 		if err := send(t, o, genBatch(73, 5, auditgen.Metadata)); err != nil {
 			t.Fatalf("Send: %v", err)
@@ -667,7 +667,7 @@ func TestTLS(t *testing.T) {
 	})
 	t.Run("a client certificate is presented for mutual TLS", func(t *testing.T) {
 		mtls := &tls.Config{Certificates: []tls.Certificate{server.cert}, ClientCAs: client.pool, ClientAuth: tls.RequireAndVerifyClientCert}
-		r := startReceiver(t, forwardtest.Config{TLS: mtls})
+		r := startReceiver(t, fluentdtest.Config{TLS: mtls})
 		o := newOutput(t, Options{Address: "tls://" + r.Addr(), TLS: TLSOptions{CAFile: server.caFile, CertFile: client.certFile, KeyFile: client.keyFile}})
 		for i := range 2 {
 			if err := send(t, o, genBatch(uint64(74+i), 5, auditgen.Metadata)); err != nil {
@@ -688,7 +688,7 @@ func TestTLS(t *testing.T) {
 }
 
 func TestConformance(t *testing.T) {
-	r := startReceiver(t, forwardtest.Config{})
+	r := startReceiver(t, fluentdtest.Config{})
 	outputstest.Run(t, outputstest.Harness{
 		New: func(t *testing.T) outputs.Output {
 			o, err := New(Options{Address: r.Addr(), AckTimeout: 500 * time.Millisecond}, nil)
@@ -704,7 +704,7 @@ func TestConformance(t *testing.T) {
 }
 
 func TestSendAfterClose(t *testing.T) {
-	r := startReceiver(t, forwardtest.Config{})
+	r := startReceiver(t, fluentdtest.Config{})
 	o := newOutput(t, Options{Address: r.Addr()})
 	o.Close(context.Background())
 	if err := send(t, o, genBatch(80, 1, auditgen.Metadata)); !errors.Is(err, outputs.ErrClosed) {
@@ -713,7 +713,7 @@ func TestSendAfterClose(t *testing.T) {
 }
 
 func TestCheck(t *testing.T) {
-	r := startReceiver(t, forwardtest.Config{})
+	r := startReceiver(t, fluentdtest.Config{})
 	o := newOutput(t, Options{Address: r.Addr()})
 	if err := o.Check(context.Background()); err != nil {
 		t.Fatalf("Check: %v", err)

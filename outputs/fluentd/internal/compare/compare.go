@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/audittail/audittail/outputs"
-	"github.com/audittail/audittail/outputs/fluentd/internal/forwardtest"
+	"github.com/audittail/audittail/outputs/fluentd/fluentdtest"
 	"github.com/audittail/audittail/parser/auditgen"
 )
 
@@ -43,7 +43,7 @@ func StageTime(b *outputs.Batch, i int) time.Time {
 
 // Run measures send(batch) per iteration and checks the receiver's count.
 func Run(b *testing.B, send func(*outputs.Batch) error, setup func(addr string)) {
-	r, err := forwardtest.Start(forwardtest.Config{Discard: true})
+	r, err := fluentdtest.Start(fluentdtest.Config{Discard: true})
 	if err != nil {
 		b.Fatal(err)
 	}

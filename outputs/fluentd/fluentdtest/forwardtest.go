@@ -1,10 +1,10 @@
-// Package forwardtest is an in-process Fluentd forward protocol v1 receiver
+// Package fluentdtest is an in-process Fluentd forward protocol v1 receiver
 // for tests and benchmarks. It decodes with github.com/vmihailenco/msgpack/v5,
 // a library independent of the encoder under test, acks chunks, inflates
 // CompressedPackedForward (gzip), runs the shared_key handshake (HELO, PING,
 // PONG) and can listen on TLS or a unix socket. It can be told to withhold
 // acks or to drop connections, to test the client's recovery.
-package forwardtest
+package fluentdtest
 
 import (
 	"bufio"
