@@ -1,0 +1,199 @@
+package main
+
+import (
+	"compress/gzip"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/audittail/audittail/outputs/fluentd/fluentdtest"
+)
+
+// e2eEvents is how many events the end-to-end tests write through
+// lumberjack (rotating at 1 MB, compressing) while the agent ships them.
+func e2eEvents() int {
+	if testing.Short() {
+		return 20_000
+	}
+	return 100_000
+}
+
+// runE2E starts the agent binary with one output, writes events with
+// `audittail gen` (rotation and compression as kube-apiserver does), and
+// waits until received() holds every auditID that was written.
+func runE2E(t *testing.T, output string, received func() []string) {
+	t.Helper()
+	bin := agentBinary(t)
+	dir := t.TempDir()
+	logDir := filepath.Join(dir, "log")
+	live := filepath.Join(logDir, "audit.log")
+	config := filepath.Join(dir, "config.yaml")
+	cfg := fmt.Sprintf(`state_dir: %s
+inputs:
+  - path: %s
+    start_at: beginning
+batch: {max_events: 1000, max_wait: 100ms}
+metrics: {listen: "127.0.0.1:0"}
+outputs:
+%s`, filepath.Join(dir, "state"), live, output)
+	if err := os.WriteFile(config, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	agentLog, _ := os.Create(filepath.Join(dir, "agent.log"))
+	defer agentLog.Close()
+	agent := exec.Command(bin, "run", "--config", config)
+	agent.Stdout, agent.Stderr = agentLog, agentLog
+	if err := agent.Start(); err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	defer func() {
+		if !stopped {
+			agent.Process.Kill()
+			agent.Wait()
+		}
+	}()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(filepath.Join(dir, "state", "checkpoint.json")); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			data, _ := os.ReadFile(agentLog.Name())
+			t.Fatalf("agent did not start:\n%s", data)
+		}
+	}
+	n := e2eEvents()
+	gen := exec.Command(bin, "gen", "--path", live, "--events", fmt.Sprint(n), "--rate", "50000",
+		"--maxsize", "1", "--maxbackup", "0", "--compress", "--seed", "5")
+	if out, err := gen.CombinedOutput(); err != nil {
+		t.Fatalf("gen: %v\n%s", err, out)
+	}
+	want := writtenIDs(t, logDir)
+	if len(want) != n {
+		t.Fatalf("gen wrote %d events, want %d", len(want), n)
+	}
+	var missing []string
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(200 * time.Millisecond) {
+		got := map[string]bool{}
+		for _, id := range received() {
+			got[id] = true
+		}
+		missing = missing[:0]
+		for _, id := range want {
+			if !got[id] {
+				missing = append(missing, id)
+			}
+		}
+		if len(missing) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			data, _ := os.ReadFile(agentLog.Name())
+			t.Fatalf("%d of %d events never reached the receiver (first: %s); agent log:\n%s", len(missing), n, missing[0], data)
+		}
+	}
+	agent.Process.Signal(syscall.SIGTERM)
+	err := agent.Wait()
+	stopped = true
+	if err != nil {
+		data, _ := os.ReadFile(agentLog.Name())
+		t.Fatalf("agent exited with %v after SIGTERM:\n%s", err, data)
+	}
+}
+
+func TestEndToEndFluentd(t *testing.T) {
+	rcv, err := fluentdtest.Start(fluentdtest.Config{SharedKey: "e2e-secret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rcv.Close()
+	keyFile := filepath.Join(t.TempDir(), "shared-key")
+	os.WriteFile(keyFile, []byte("e2e-secret\n"), 0o600)
+	runE2E(t, fmt.Sprintf(`  - name: fluent
+    type: fluentd
+    address: tcp://%s
+    tag: kube.audit
+    compress: gzip
+    shared_key_file: %s
+`, rcv.Addr(), keyFile), rcv.AuditIDs)
+	if errs := rcv.Errors(); len(errs) > 0 {
+		t.Fatalf("receiver errors: %v", errs)
+	}
+}
+
+// logdnaReceiver is an ingest endpoint that decodes the documented body
+// with encoding/json and keeps the auditIDs of the lines.
+type logdnaReceiver struct {
+	mu   sync.Mutex
+	ids  []string
+	errs []error
+}
+
+func (r *logdnaReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	user, pass, ok := req.BasicAuth()
+	if !ok || user != "e2e-key" || pass != "" || req.URL.Path != "/logs/ingest" || req.URL.Query().Get("hostname") == "" {
+		http.Error(w, "bad request shape", http.StatusUnauthorized)
+		return
+	}
+	var body io.Reader = req.Body
+	if req.Header.Get("Content-Encoding") == "gzip" {
+		zr, err := gzip.NewReader(req.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		body = zr
+	}
+	var payload struct {
+		Lines []struct {
+			Line      string `json:"line"`
+			Timestamp int64  `json:"timestamp"`
+		} `json:"lines"`
+	}
+	if err := json.NewDecoder(body).Decode(&payload); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, l := range payload.Lines {
+		var ev struct{ AuditID string }
+		if err := json.Unmarshal([]byte(l.Line), &ev); err != nil {
+			r.errs = append(r.errs, err)
+			continue
+		}
+		r.ids = append(r.ids, ev.AuditID)
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+func (r *logdnaReceiver) received() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.ids...)
+}
+
+func TestEndToEndLogDNA(t *testing.T) {
+	rcv := &logdnaReceiver{}
+	srv := httptest.NewServer(rcv)
+	defer srv.Close()
+	t.Setenv("E2E_LOGDNA_KEY", "e2e-key")
+	runE2E(t, fmt.Sprintf(`  - name: mezmo
+    type: logdna
+    url: %s/logs/ingest
+    ingestion_key_env: E2E_LOGDNA_KEY
+    hostname: cp-1
+`, srv.URL), rcv.received)
+	if len(rcv.errs) > 0 {
+		t.Fatalf("receiver could not decode %d lines: %v", len(rcv.errs), rcv.errs[0])
+	}
+}
