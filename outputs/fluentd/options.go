@@ -2,16 +2,14 @@ package fluentd
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"os"
-	"slices"
 	"strings"
 	"time"
 
-	"gopkg.in/yaml.v3"
+	"github.com/audittail/audittail/outputs"
 )
 
 // Defaults of the fluentd output's keys.
@@ -56,36 +54,8 @@ type Options struct {
 	TLS TLSOptions `yaml:"tls"`
 }
 
-// TLSOptions are the keys under `tls:`.
-type TLSOptions struct {
-	// CAFile is a PEM bundle of the CAs that sign the receiver's certificate (default: the system roots).
-	CAFile string `yaml:"ca_file"`
-	// CertFile is the client certificate (PEM) for mutual TLS (default: none; requires key_file).
-	CertFile string `yaml:"cert_file"`
-	// KeyFile is the client certificate's private key (PEM) (default: none; requires cert_file).
-	KeyFile string `yaml:"key_file"`
-	// ServerName is the name the receiver's certificate must carry (default: the address's host).
-	ServerName string `yaml:"server_name"`
-	// InsecureSkipVerify turns certificate verification off; logged as a warning, for tests only (default false).
-	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
-}
-
-func (t TLSOptions) isSet() bool { return t != TLSOptions{} }
-
-// UnmarshalYAML rejects unknown keys under `tls:`, naming them.
-func (t *TLSOptions) UnmarshalYAML(n *yaml.Node) error {
-	if n.Kind != yaml.MappingNode {
-		return fmt.Errorf("line %d: tls must be a mapping of keys", n.Line)
-	}
-	known := []string{"ca_file", "cert_file", "insecure_skip_verify", "key_file", "server_name"}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		if k := n.Content[i]; !slices.Contains(known, k.Value) {
-			return fmt.Errorf("line %d: unknown key %q in tls (known keys: %s)", k.Line, k.Value, strings.Join(known, ", "))
-		}
-	}
-	type plain TLSOptions
-	return n.Decode((*plain)(t))
-}
+// TLSOptions are the keys under `tls:`, as for every network output.
+type TLSOptions = outputs.TLSOptions
 
 // settings are validated Options, ready to dial.
 type settings struct {
@@ -178,7 +148,7 @@ func (o Options) validate() (*settings, error) {
 	}
 
 	if !s.useTLS {
-		if o.TLS.isSet() {
+		if o.TLS.IsSet() {
 			return nil, fmt.Errorf("tls: set, but address %q is not tls://host:port", o.Address)
 		}
 		return s, nil
@@ -258,33 +228,6 @@ func readSecret(name, file, env string) ([]byte, error) {
 
 // tlsConfig builds the client TLS configuration for addr (host:port).
 func tlsConfig(o TLSOptions, addr string) (*tls.Config, error) {
-	c := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: o.InsecureSkipVerify}
-	c.ServerName = o.ServerName
-	if c.ServerName == "" {
-		c.ServerName, _, _ = net.SplitHostPort(addr)
-	}
-	if o.CAFile != "" {
-		pem, err := os.ReadFile(o.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("tls.ca_file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("tls.ca_file: no PEM certificate found in %s", o.CAFile)
-		}
-		c.RootCAs = pool
-	}
-	switch {
-	case o.CertFile != "" && o.KeyFile != "":
-		cert, err := tls.LoadX509KeyPair(o.CertFile, o.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("tls.cert_file and tls.key_file: %w", err)
-		}
-		c.Certificates = []tls.Certificate{cert}
-	case o.CertFile != "":
-		return nil, errors.New("tls.key_file: required with tls.cert_file")
-	case o.KeyFile != "":
-		return nil, errors.New("tls.cert_file: required with tls.key_file")
-	}
-	return c, nil
+	host, _, _ := net.SplitHostPort(addr)
+	return o.Config(host)
 }

@@ -50,8 +50,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -68,8 +66,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"gopkg.in/yaml.v3"
 
 	"github.com/audittail/audittail/outputs"
 )
@@ -142,33 +138,8 @@ type Options struct {
 	UserAgent string `yaml:"-"`
 }
 
-// TLSOptions are the keys under `tls:`.
-type TLSOptions struct {
-	// CAFile is a PEM file of CA certificates trusted in addition to the
-	// system roots.
-	CAFile string `yaml:"ca_file"`
-	// ServerName overrides the name the certificate is checked against.
-	ServerName string `yaml:"server_name"`
-	// InsecureSkipVerify turns certificate verification off. Never in
-	// production: anyone on the path can then read the ingestion key.
-	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
-}
-
-// UnmarshalYAML decodes the tls keys strictly.
-func (t *TLSOptions) UnmarshalYAML(n *yaml.Node) error {
-	if n.Kind != yaml.MappingNode {
-		return fmt.Errorf("line %d: tls must be a mapping of keys", n.Line)
-	}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		switch k := n.Content[i]; k.Value {
-		case "ca_file", "server_name", "insecure_skip_verify":
-		default:
-			return fmt.Errorf("line %d: unknown key %q under tls (known keys: ca_file, insecure_skip_verify, server_name)", k.Line, k.Value)
-		}
-	}
-	type plain TLSOptions
-	return n.Decode((*plain)(t))
-}
+// TLSOptions are the keys under `tls:`, as for every network output.
+type TLSOptions = outputs.TLSOptions
 
 // ByteSize is a size in bytes, as everywhere in the configuration.
 type ByteSize = outputs.ByteSize
@@ -326,20 +297,9 @@ func New(o Options, log *slog.Logger) (*Output, error) {
 		o.UserAgent = "audittail/" + moduleVersion()
 	}
 
-	tlsConf := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: o.TLS.ServerName, InsecureSkipVerify: o.TLS.InsecureSkipVerify}
-	if o.TLS.CAFile != "" {
-		pem, err := os.ReadFile(o.TLS.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("tls.ca_file: cannot read %s: %w", o.TLS.CAFile, err)
-		}
-		pool, err := x509.SystemCertPool()
-		if err != nil || pool == nil {
-			pool = x509.NewCertPool()
-		}
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("tls.ca_file: no PEM certificate in %s", o.TLS.CAFile)
-		}
-		tlsConf.RootCAs = pool
+	tlsConf, err := o.TLS.Config(u.Hostname())
+	if err != nil {
+		return nil, err
 	}
 	if o.TLS.InsecureSkipVerify {
 		log.Warn("logdna output: TLS certificate verification is OFF (tls.insecure_skip_verify); anyone on the network path can read the ingestion key and the audit events", "host", u.Host)

@@ -673,7 +673,7 @@ tls:
 	}
 	for _, tc := range []struct{ src, want string }{
 		{"type: logdna\nurl: https://x/logs/ingest\ningestion_key_file: " + keyPath + "\ningestion_key: abc\n", `unknown key "ingestion_key"`},
-		{"type: logdna\nurl: https://x/logs/ingest\ningestion_key_file: " + keyPath + "\ntls:\n  ca: x\n", `unknown key "ca" under tls`},
+		{"type: logdna\nurl: https://x/logs/ingest\ningestion_key_file: " + keyPath + "\ntls:\n  ca: x\n", `unknown key "tls.ca"`},
 		{"type: logdna\ningestion_key_file: " + keyPath + "\n", "url: required"},
 		{"type: logdna\nurl: https://user:pw@x/logs/ingest\ningestion_key_file: " + keyPath + "\n", "url: must not hold credentials"},
 		{"type: logdna\nurl: ftp://x/\ningestion_key_file: " + keyPath + "\n", "url:"},
