@@ -48,6 +48,10 @@ func (c *Config) UnmarshalYAML(n *yaml.Node) error {
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		if commonKeys[k.Value] {
+			if k.Value == "type" && v.Kind == yaml.ScalarNode && v.Tag == "!!null" && v.Value == "null" {
+				// `type: null` is YAML's null; the operator means the null output.
+				v = &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: "null", Line: v.Line, Column: v.Column}
+			}
 			common.Content = append(common.Content, k, v)
 		} else {
 			opts.Content = append(opts.Content, k, v)

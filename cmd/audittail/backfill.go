@@ -17,9 +17,9 @@ import (
 
 func runBackfill(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("backfill", "backfill --config FILE [--since T] [--until T] [--dry-run] [PATH|GLOB...]", stderr)
-	configPath := fs.String("config", "/etc/audittail/config.yaml", "configuration file; its outputs receive the events")
-	since := fs.String("since", "", "only events with stageTimestamp at or after T (RFC 3339, e.g. 2026-11-23T00:00:00Z, or a duration ago like 24h)")
-	until := fs.String("until", "", "only events with stageTimestamp before T (RFC 3339 or a duration ago)")
+	configPath := fs.String("config", "/etc/audittail/config.yaml", "configuration `FILE`; its outputs receive the events")
+	since := fs.String("since", "", "only events with stageTimestamp at or after `T` (RFC 3339, e.g. 2026-11-23T00:00:00Z, or a duration ago like 24h)")
+	until := fs.String("until", "", "only events with stageTimestamp before `T` (RFC 3339 or a duration ago)")
 	dryRun := fs.Bool("dry-run", false, "read, parse and count, but send nothing and remember nothing")
 	giveUp := fs.Duration("give-up-after", 5*time.Minute, "exit with an error if an output keeps failing this long (rerun to resume)")
 	restart := fs.Bool("restart", false, "forget where an earlier backfill stopped and start over")

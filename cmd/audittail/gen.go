@@ -16,21 +16,24 @@ import (
 
 func runGen(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("gen", "gen --path FILE [--events N | --duration D] [--rate N] [--maxsize MB] [--maxbackup N] [--compress]", stderr)
-	path := fs.String("path", "", "audit log to write, like kube-apiserver's --audit-log-path (required)")
-	rate := fs.Int("rate", 1000, "events per second; 0 writes as fast as possible")
+	path := fs.String("path", "", "audit log `FILE` to write, like kube-apiserver's --audit-log-path (required)")
+	rate := fs.Int("rate", 1000, "events per second (`N`); 0 writes as fast as possible")
 	duration := fs.Duration("duration", 0, "stop after this long (0: no time limit)")
-	events := fs.Int64("events", 0, "stop after this many events (0: no count limit; needs --duration or a signal)")
-	maxSize := fs.Int("maxsize", 100, "rotate at this many megabytes, like --audit-log-maxsize")
-	maxBackup := fs.Int("maxbackup", 10, "keep this many rotated files (0: all), like --audit-log-maxbackup")
-	maxAge := fs.Int("maxage", 0, "delete rotated files older than this many days (0: never), like --audit-log-maxage")
+	events := fs.Int64("events", 0, "stop after `N` events (0: no count limit; then --duration or a signal stops it)")
+	maxSize := fs.Int("maxsize", 100, "rotate at `MB` megabytes, like --audit-log-maxsize")
+	maxBackup := fs.Int("maxbackup", 10, "keep `N` rotated files (0: all), like --audit-log-maxbackup")
+	maxAge := fs.Int("maxage", 0, "delete rotated files older than `DAYS` (0: never), like --audit-log-maxage")
 	compress := fs.Bool("compress", false, "gzip rotated files, like --audit-log-compress")
-	level := fs.String("level", "mixed", "audit level of the events: Metadata, Request, RequestResponse, or mixed")
-	seed := fs.Uint64("seed", uint64(time.Now().UnixNano()), "random seed; auditIDs are unique per seed")
+	level := fs.String("level", "mixed", "audit `LEVEL` of the events: Metadata, Request, RequestResponse, or mixed")
+	seed := fs.Uint64("seed", 0, "random `SEED`; auditIDs are unique per seed (default: the time)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *path == "" {
 		return usageError{fmt.Errorf("gen: --path is required")}
+	}
+	if *seed == 0 {
+		*seed = uint64(time.Now().UnixNano())
 	}
 	if *events == 0 && *duration == 0 {
 		fmt.Fprintln(stderr, "gen: no --events or --duration: writing until interrupted")

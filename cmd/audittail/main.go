@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -106,7 +107,18 @@ func newFlagSet(name, synopsis string, stderr io.Writer) *flag.FlagSet {
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: audittail %s\n\nFlags:\n", synopsis)
-		fs.PrintDefaults()
+		fs.VisitAll(func(f *flag.Flag) {
+			arg, usage := flag.UnquoteUsage(f)
+			name := "--" + f.Name
+			if arg != "" {
+				name += " " + strings.ToUpper(arg)
+			}
+			def := ""
+			if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" && f.DefValue != "0s" {
+				def = " (default " + f.DefValue + ")"
+			}
+			fmt.Fprintf(stderr, "  %-26s %s%s\n", name, usage, def)
+		})
 	}
 	return fs
 }
@@ -126,7 +138,7 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 
 func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := newFlagSet("run", "run --config FILE [--reset-checkpoint]", stderr)
-	configPath := fs.String("config", "/etc/audittail/config.yaml", "configuration file (YAML; see docs/configuration.md)")
+	configPath := fs.String("config", "/etc/audittail/config.yaml", "configuration `FILE` (YAML; see docs/configuration.md)")
 	reset := fs.Bool("reset-checkpoint", false, "move a corrupt or unwanted checkpoint aside and start as on a first start (start_at applies)")
 	if err := parseFlags(fs, args); err != nil {
 		return err

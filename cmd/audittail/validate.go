@@ -13,7 +13,7 @@ import (
 
 func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("validate", "validate --config FILE [--connect]", stderr)
-	configPath := fs.String("config", "/etc/audittail/config.yaml", "configuration file to check")
+	configPath := fs.String("config", "/etc/audittail/config.yaml", "configuration `FILE` to check")
 	connect := fs.Bool("connect", false, "also connect to each output (handshake, TLS, auth) without sending events")
 	timeout := fs.Duration("timeout", 10*time.Second, "time limit for each --connect check")
 	if err := parseFlags(fs, args); err != nil {
