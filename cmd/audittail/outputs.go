@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
+	"strings"
 
 	"github.com/audittail/audittail/outputs"
 	"github.com/audittail/audittail/outputs/file"
@@ -12,42 +14,53 @@ import (
 	"github.com/audittail/audittail/outputs/null"
 )
 
-// outputFactories is the one table of output types.
-func outputFactories(log *slog.Logger) map[string]func(outputs.Config) (outputs.Output, error) {
-	return map[string]func(outputs.Config) (outputs.Output, error){
-		"file": func(c outputs.Config) (outputs.Output, error) { return file.FromConfig(c, log) },
-		"stdout": func(c outputs.Config) (outputs.Output, error) {
-			if err := c.DecodeOptions(&struct{}{}); err != nil {
-				return nil, err
-			}
-			return file.NewWriter(os.Stdout, "stdout"), nil
-		},
-		"fluentd": func(c outputs.Config) (outputs.Output, error) { return fluentd.FromConfig(c, log) },
-		"logdna": func(c outputs.Config) (outputs.Output, error) {
-			o, err := logdna.DecodeOptions(c)
-			if err != nil {
-				return nil, err
-			}
-			o.UserAgent = "audittail/" + version
-			return logdna.New(o, log)
-		},
-		"null": func(c outputs.Config) (outputs.Output, error) {
-			if err := c.DecodeOptions(&struct{}{}); err != nil {
-				return nil, err
-			}
-			return null.New(), nil
-		},
-	}
+// outputType is one row of the factory table.
+type outputType struct {
+	// build makes the output from its config entry.
+	build func(c outputs.Config, log *slog.Logger) (outputs.Output, error)
+	// options is the type's Options struct: its yaml keys are the type's
+	// keys (docs/configuration.md must list them; a test checks).
+	options any
+}
+
+// outputTypes is the one table of output types.
+var outputTypes = map[string]outputType{
+	"file": {func(c outputs.Config, log *slog.Logger) (outputs.Output, error) { return file.FromConfig(c, log) }, file.Options{}},
+	"stdout": {func(c outputs.Config, _ *slog.Logger) (outputs.Output, error) {
+		if err := c.DecodeOptions(&struct{}{}); err != nil {
+			return nil, err
+		}
+		return file.NewWriter(os.Stdout, "stdout"), nil
+	}, struct{}{}},
+	"null": {func(c outputs.Config, _ *slog.Logger) (outputs.Output, error) {
+		if err := c.DecodeOptions(&struct{}{}); err != nil {
+			return nil, err
+		}
+		return null.New(), nil
+	}, struct{}{}},
+	"fluentd": {func(c outputs.Config, log *slog.Logger) (outputs.Output, error) { return fluentd.FromConfig(c, log) }, fluentd.Options{}},
+	"logdna": {func(c outputs.Config, log *slog.Logger) (outputs.Output, error) {
+		o, err := logdna.DecodeOptions(c)
+		if err != nil {
+			return nil, err
+		}
+		o.UserAgent = "audittail/" + version
+		return logdna.New(o, log)
+	}, logdna.Options{}},
 }
 
 // buildOutput makes the output a config entry describes.
 func buildOutput(log *slog.Logger) func(outputs.Config) (outputs.Output, error) {
-	table := outputFactories(log)
 	return func(c outputs.Config) (outputs.Output, error) {
-		f, ok := table[c.Type]
+		t, ok := outputTypes[c.Type]
 		if !ok {
-			return nil, fmt.Errorf("unknown output type %q (want file, stdout, null, fluentd or logdna)", c.Type)
+			names := make([]string, 0, len(outputTypes))
+			for n := range outputTypes {
+				names = append(names, n)
+			}
+			slices.Sort(names)
+			return nil, fmt.Errorf("unknown output type %q (want %s)", c.Type, strings.Join(names, ", "))
 		}
-		return f(c)
+		return t.build(c, log)
 	}
 }
