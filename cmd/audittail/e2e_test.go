@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"compress/gzip"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -196,4 +198,67 @@ func TestEndToEndLogDNA(t *testing.T) {
 	if len(rcv.errs) > 0 {
 		t.Fatalf("receiver could not decode %d lines: %v", len(rcv.errs), rcv.errs[0])
 	}
+}
+
+// startRsyslogd runs Debian's rsyslogd on a free 127.0.0.1 port (imtcp,
+// octet counting) writing each message's MSG to a file, and returns the
+// address and that file.
+func startRsyslogd(t *testing.T) (string, string) {
+	t.Helper()
+	bin, err := exec.LookPath("rsyslogd")
+	if err != nil {
+		t.Fatalf("rsyslogd is not installed (make test installs it with scripts/install-test-deps.sh): %v", err)
+	}
+	dir := t.TempDir()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	out := filepath.Join(dir, "messages.log")
+	conf := filepath.Join(dir, "rsyslog.conf")
+	os.WriteFile(conf, []byte(fmt.Sprintf(`global(workDirectory=%q maxMessageSize="256k")
+module(load="imtcp")
+template(name="msg" type="string" string="%%msg%%\n")
+ruleset(name="audit") { action(type="omfile" file=%q template="msg") }
+input(type="imtcp" address="127.0.0.1" port="%d" ruleset="audit")
+`, dir, out, port)), 0o644)
+	cmd := exec.Command(bin, "-n", "-f", conf, "-i", filepath.Join(dir, "pid"))
+	var logs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return addr, out
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("rsyslogd did not listen on %s:\n%s", addr, logs.String())
+		}
+	}
+}
+
+func TestEndToEndSyslogIntoRsyslog(t *testing.T) {
+	addr, out := startRsyslogd(t)
+	runE2E(t, fmt.Sprintf(`  - name: siem
+    type: syslog
+    address: tcp://%s
+    hostname: cp-1
+`, addr), func() []string {
+		data, _ := os.ReadFile(out)
+		var ids []string
+		for _, line := range bytes.Split(data, []byte("\n")) {
+			line = bytes.TrimPrefix(bytes.TrimSpace(line), []byte("\xef\xbb\xbf"))
+			var ev struct{ AuditID string }
+			if json.Unmarshal(line, &ev) == nil {
+				ids = append(ids, ev.AuditID)
+			}
+		}
+		return ids
+	})
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/audittail/audittail/outputs/fluentd"
 	"github.com/audittail/audittail/outputs/logdna"
 	"github.com/audittail/audittail/outputs/null"
+	"github.com/audittail/audittail/outputs/syslog"
 )
 
 // outputType is one row of the factory table.
@@ -47,6 +48,7 @@ var outputTypes = map[string]outputType{
 		o.UserAgent = "audittail/" + version
 		return logdna.New(o, log)
 	}, logdna.Options{}},
+	"syslog": {func(c outputs.Config, log *slog.Logger) (outputs.Output, error) { return syslog.FromConfig(c, log) }, syslog.Options{}},
 }
 
 // buildOutput makes the output a config entry describes.

@@ -68,7 +68,7 @@ func TestValidateAcceptsEveryExampleConfig(t *testing.T) {
 	if len(files) < 4 {
 		t.Fatalf("expected the example configs, found %v", files)
 	}
-	fileKey := regexp.MustCompile(`(?m)^(\s*(?:[a-z_]+_file|ca_file|cert_file|key_file)):\s*(\S+)`)
+	fileKey := regexp.MustCompile(`([a-z_]+_file):\s*([^\s,}]+)`)
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			data, err := os.ReadFile(f)
