@@ -29,6 +29,7 @@ var (
 	descDeadLetter  = prometheus.NewDesc("audittail_dead_letter_events_total", "Events written to the output's dead-letter file.", []string{"output"}, nil)
 	descBuildInfo   = prometheus.NewDesc("audittail_build_info", "Build information.", []string{"version", "goversion"}, nil)
 	descReady       = prometheus.NewDesc("audittail_ready", "1 when /readyz reports ready.", nil, nil)
+	descCut         = prometheus.NewDesc("audittail_events_cut_total", "Events sent with requestObject/responseObject cut out to fit the output's size limit (line_limit, max_message_bytes).", []string{"output"}, nil)
 )
 
 type collector struct{ a *Agent }
@@ -38,7 +39,7 @@ type collector struct{ a *Agent }
 func (a *Agent) Collector() prometheus.Collector { return collector{a} }
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descReadBytes, descEvents, descParseErrors, descBatches, descRetries, descLag, descLost, descRotations, descLastEvent, descDeadLetter, descBuildInfo, descReady} {
+	for _, d := range []*prometheus.Desc{descReadBytes, descEvents, descParseErrors, descBatches, descRetries, descLag, descLost, descRotations, descLastEvent, descDeadLetter, descBuildInfo, descReady, descCut} {
 		ch <- d
 	}
 	for _, p := range c.a.pipelines {
@@ -84,6 +85,9 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descLastEvent, prometheus.GaugeValue, float64(t.UnixNano())/1e9, p.name)
 		}
 		st.sendSeconds.Collect(ch)
+		if c, ok := p.out.(interface{ Truncated() int64 }); ok {
+			counter(descCut, c.Truncated(), p.name)
+		}
 	}
 	for path, t := range inputs {
 		counter(descReadBytes, t.read, path)
