@@ -140,7 +140,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 		}
 	}
-	if err := a.store.Flush(); err != nil {
+	if err := a.store.Flush(true); err != nil {
 		return err
 	}
 
@@ -154,11 +154,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	})
 	defer stopTimer()
 
-	var flusherDone chan struct{}
-	if a.cfg.CheckpointInterval > 0 {
-		flusherDone = make(chan struct{})
-		go a.flushEvery(readCtx, flusherDone)
-	}
+	flusherDone := make(chan struct{})
+	go a.flushEvery(readCtx, flusherDone)
 
 	var wg sync.WaitGroup
 	errs := make(chan error, len(a.pipelines)*len(a.cfg.Inputs))
@@ -179,6 +176,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			defer wg.Done()
 			p.send(sendCtx)
 		}()
+		go p.parseAll()
 		go func() {
 			readers.Wait()
 			close(p.ready)
@@ -186,15 +184,13 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	wg.Wait()
 	stopReading()
-	if flusherDone != nil {
-		<-flusherDone
-	}
+	<-flusherDone
 
 	closeCtx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
 	defer cancel()
 	a.closeOutputs(closeCtx)
 	var err error
-	if ferr := a.store.Flush(); ferr != nil {
+	if ferr := a.store.Flush(true); ferr != nil {
 		err = ferr
 	}
 	a.logSummary()
@@ -217,7 +213,7 @@ func (a *Agent) flushEvery(ctx context.Context, done chan<- struct{}) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := a.store.Flush(); err != nil {
+			if err := a.store.Flush(true); err != nil {
 				a.log.Error("cannot write checkpoint", "error", err)
 			}
 		}

@@ -62,8 +62,9 @@ type Store struct {
 
 	mu    sync.Mutex
 	state checkpointFile
-	gen   uint64 // bumped by Set
-	saved uint64 // generation on disk
+	gen    uint64 // bumped by Set
+	saved  uint64 // generation written (in the page cache at least)
+	synced uint64 // generation fsynced
 
 	writeMu    sync.Mutex
 	memoryOnly bool // dry runs keep cursors in memory only
@@ -164,14 +165,17 @@ func (s *Store) Set(output, input string, c Cursor) {
 	s.gen++
 }
 
-// Flush writes the cursors if they changed since the last write: to a
-// temporary file, fsync, rename over the checkpoint, fsync the directory.
-func (s *Store) Flush() error {
+// Flush writes the cursors if they changed since the last write, replacing
+// the checkpoint atomically (temporary file, rename). With sync it also
+// makes them durable across a machine crash: fsync the file before the
+// rename and the directory after; without, the new checkpoint survives a
+// crash of the process (the kernel has it) but maybe not of the machine.
+func (s *Store) Flush(sync bool) error {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	s.mu.Lock()
 	gen := s.gen
-	if gen == s.saved || s.memoryOnly {
+	if s.memoryOnly || gen == s.synced || (!sync && gen == s.saved) {
 		s.mu.Unlock()
 		return nil
 	}
@@ -180,16 +184,21 @@ func (s *Store) Flush() error {
 	if err != nil {
 		return fmt.Errorf("cannot encode checkpoint %s: %w", s.path, err)
 	}
-	if err := writeFileAtomic(s.path, append(data, '\n')); err != nil {
-		return err
+	if gen != s.saved || sync {
+		if err := writeFileAtomic(s.path, append(data, '\n'), sync); err != nil {
+			return err
+		}
 	}
 	s.mu.Lock()
 	s.saved = gen
+	if sync {
+		s.synced = gen
+	}
 	s.mu.Unlock()
 	return nil
 }
 
-func writeFileAtomic(path string, data []byte) error {
+func writeFileAtomic(path string, data []byte, sync bool) error {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, filepath.Base(path)+".tmp-*")
 	if err != nil {
@@ -205,8 +214,10 @@ func writeFileAtomic(path string, data []byte) error {
 	if _, err := f.Write(data); err != nil {
 		return fail(err)
 	}
-	if err := f.Sync(); err != nil {
-		return fail(err)
+	if sync {
+		if err := f.Sync(); err != nil {
+			return fail(err)
+		}
 	}
 	if err := f.Close(); err != nil {
 		os.Remove(tmp)
@@ -215,6 +226,9 @@ func writeFileAtomic(path string, data []byte) error {
 	if err := os.Rename(tmp, path); err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("cannot write checkpoint %s: %w", path, err)
+	}
+	if !sync {
+		return nil
 	}
 	d, err := os.Open(dir)
 	if err != nil {

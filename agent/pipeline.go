@@ -31,8 +31,9 @@ type pipeline struct {
 	store  *Store
 	log    *slog.Logger
 	stats  *OutputStats
-	free   chan *pendingBatch
-	ready  chan *pendingBatch
+	free   chan *pendingBatch // the pool: max_inflight batches
+	ready  chan *pendingBatch // filled by the followers
+	parsed chan *pendingBatch // parsed, waiting for the sender
 	inputs []*pipelineInput
 
 	onParseError string
@@ -64,6 +65,7 @@ func newPipeline(oc outputs.Config, out outputs.Output, cfg *Config, store *Stor
 		stats:        newOutputStats(name),
 		free:         make(chan *pendingBatch, cfg.MaxInflight),
 		ready:        make(chan *pendingBatch, cfg.MaxInflight),
+		parsed:       make(chan *pendingBatch, cfg.MaxInflight),
 		onParseError: oc.OnParseError,
 		dead:         newDeadLetter(oc.DeadLetter),
 	}
@@ -83,17 +85,28 @@ func newPipeline(oc outputs.Config, out outputs.Output, cfg *Config, store *Stor
 	return p
 }
 
-// send delivers batches until ready is closed. After ctx is done it stops
+// parseAll parses the followers' batches until ready is closed, then
+// closes parsed. A stage of its own, so that parsing one batch overlaps
+// reading the next and sending the one before.
+func (p *pipeline) parseAll() {
+	defer close(p.parsed)
+	for pb := range p.ready {
+		p.parse(pb)
+		p.parsed <- pb
+	}
+}
+
+// send delivers batches until parsed is closed. After ctx is done it stops
 // sending and only returns the remaining batches to the pool.
 func (p *pipeline) send(ctx context.Context) {
-	for pb := range p.ready {
+	for pb := range p.parsed {
 		if ctx.Err() == nil {
-			p.parse(pb)
 			if p.deliver(ctx, pb) {
+				// Written before the next batch is sent: a crash of the
+				// agent re-sends at most one batch. fsync (for a crash of
+				// the machine) follows every checkpoint_interval.
 				p.store.Set(p.name, pb.input, pb.cursor)
-				if p.cfg.CheckpointInterval == 0 {
-					p.flushCheckpoint()
-				}
+				p.flushCheckpoint()
 			}
 		}
 		pb.Reset()
@@ -162,7 +175,7 @@ func excerpt(b []byte) string {
 }
 
 func (p *pipeline) flushCheckpoint() {
-	if err := p.store.Flush(); err != nil {
+	if err := p.store.Flush(false); err != nil {
 		p.stats.CheckpointFails.Add(1)
 		p.log.Error("cannot write checkpoint; delivery goes on, a crash now would re-send more", "error", err)
 	}
