@@ -45,8 +45,8 @@ fuzz: ## fuzz each target for longer: make fuzz FUZZTIME=10m
 bench: build ## follower throughput on a 500 MB file vs cat (BENCH_MB to change)
 	./scripts/bench.sh
 
-bench-parser: ## parser vs encoding/json, json-iterator, fastjson
-	$(GO) test -run '^$$' -bench . -benchmem ./parser
+bench-parser: ## parser vs encoding/json, json-iterator, fastjson: one table, one process (BENCH_ROUNDS, default 3)
+	cd parser && AUDITTAIL_BENCH_TABLE=1 AUDITTAIL_BENCH_ROUNDS=$(BENCH_ROUNDS) $(GO) test -run '^TestPrintBenchTable$$' -count=1 -timeout 15m
 
 demo: build ## write rotating audit logs, ship them to a file, check nothing was lost
 	./scripts/demo.sh

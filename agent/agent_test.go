@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,6 +21,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/audittail/audittail/outputs"
 	"github.com/audittail/audittail/outputs/file"
@@ -688,6 +690,15 @@ func TestMetricsMoveAndReadinessFollowsTheOutput(t *testing.T) {
 	if v := metricValue(t, reg, "audittail_retries_total", out); v == 0 {
 		t.Fatal("no retries counted while the output was down")
 	}
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(`# HELP audittail_build_info Build information.
+# TYPE audittail_build_info gauge
+audittail_build_info{goversion="`+runtime.Version()+`",version="test"} 1
+# HELP audittail_ready 1 when /readyz reports ready.
+# TYPE audittail_ready gauge
+audittail_ready 0
+`), "audittail_build_info", "audittail_ready"); err != nil {
+		t.Fatal(err)
+	}
 	if !strings.Contains(scrape(t, base+"/metrics"), "audittail_ready 0") {
 		t.Fatal("/metrics does not show audittail_ready 0")
 	}
@@ -922,4 +933,54 @@ func TestBatchesCloseOnMaxEventsMaxBytesOrMaxWait(t *testing.T) {
 			t.Fatalf("a batch of 3 (max_events 1000) was sent after %s, before max_wait 300ms", waited)
 		}
 	})
+}
+
+func TestADownOutputHoldsBackOnlyItself(t *testing.T) {
+	h := newHarness(t, func(c *Config) {
+		c.Batch.MaxEvents = 10
+		c.MaxInflight = 2
+		c.Outputs = []outputs.Config{{Name: "up", Type: "file"}, {Name: "down", Type: "file"}}
+	})
+	downPath := filepath.Join(h.dir, "out", "down.jsonl")
+	down := &switchOutput{}
+	down.down.Store(true)
+	log := h.log()
+	a, err := New(h.cfg, log, func(c outputs.Config) (outputs.Output, error) {
+		if c.Name == "up" {
+			return file.New(file.Options{Path: h.out}, log)
+		}
+		fo, err := file.New(file.Options{Path: downPath}, log)
+		down.Output = fo
+		return down, err
+	}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	h.agent, h.cancel, h.done = a, cancel, done
+	appendLines(t, h.input, events(0, 500))
+	// The healthy output gets everything while the other is down; the down
+	// one's reader stops after max_inflight batches (bounded memory).
+	assertLines(t, h.waitDelivered(500), events(0, 500))
+	var downRead int64
+	for _, s := range a.Summaries() {
+		if s.Output == "down" {
+			downRead = s.Read.Lines
+		}
+	}
+	if downRead > 3*10 {
+		t.Fatalf("the down output's pipeline read %d lines, want at most max_inflight+1 batches (30)", downRead)
+	}
+	down.down.Store(false)
+	waitFor(t, func() bool {
+		data, _ := os.ReadFile(downPath)
+		return bytes.Count(data, []byte("\n")) >= 500
+	}, "the recovered output catching up")
+	h.stop()
+	data, _ := os.ReadFile(downPath)
+	if got := strings.Split(strings.TrimSpace(string(data)), "\n"); strings.Join(got, "\n") != strings.Join(events(0, 500), "\n") {
+		t.Fatalf("the recovered output got %d lines, not the 500 in order", len(got))
+	}
 }
