@@ -42,8 +42,11 @@ fuzz-short: ## run each fuzz target briefly (FUZZTIME, default 20s)
 fuzz: ## fuzz each target for longer: make fuzz FUZZTIME=10m
 	$(MAKE) fuzz-short FUZZTIME=$(FUZZTIME)
 
-bench: build ## follower throughput on a 500 MB file vs cat (BENCH_MB to change)
-	./scripts/bench.sh
+BENCH_MB ?= 1000
+
+bench: build ## the follower vs cat (500 MB), then file -> each output end to end (BENCH_MB, default 1000)
+	BENCH_DIR=$(CURDIR)/.bench BENCH_MB=500 $(GO) test -run '^$$' -bench '^(BenchmarkCat|BenchmarkFollow)$$' -benchtime 3x ./agent
+	$(GO) run ./scripts/bench -bin $(BIN) -mb $(BENCH_MB) -dir .bench
 
 bench-parser: ## parser vs encoding/json, json-iterator, fastjson: one table, one process (BENCH_ROUNDS, default 3)
 	cd parser && AUDITTAIL_BENCH_TABLE=1 AUDITTAIL_BENCH_ROUNDS=$(BENCH_ROUNDS) $(GO) test -run '^TestPrintBenchTable$$' -count=1 -timeout 15m

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"time"
 
@@ -16,8 +17,9 @@ import (
 // commit once the output acknowledges it.
 type pendingBatch struct {
 	outputs.Batch
-	input  string
-	cursor Cursor
+	input     string
+	cursor    Cursor
+	parseDone chan struct{} // closed when the parse stage is done with it
 }
 
 // pipeline carries every input to one output. Its followers fill batches
@@ -86,12 +88,20 @@ func newPipeline(oc outputs.Config, out outputs.Output, cfg *Config, store *Stor
 }
 
 // parseAll parses the followers' batches until ready is closed, then
-// closes parsed. A stage of its own, so that parsing one batch overlaps
-// reading the next and sending the one before.
+// closes parsed. Batches are parsed in parallel, one goroutine per CPU, and
+// handed on in order; the sender waits for each batch's parse to finish.
+// Parsing thus overlaps reading the next batch and sending the one before.
 func (p *pipeline) parseAll() {
 	defer close(p.parsed)
+	workers := make(chan struct{}, runtime.GOMAXPROCS(0))
 	for pb := range p.ready {
-		p.parse(pb)
+		pb.parseDone = make(chan struct{})
+		workers <- struct{}{}
+		go func() {
+			defer func() { <-workers }()
+			p.parse(pb)
+			close(pb.parseDone)
+		}()
 		p.parsed <- pb
 	}
 }
@@ -100,6 +110,7 @@ func (p *pipeline) parseAll() {
 // sending and only returns the remaining batches to the pool.
 func (p *pipeline) send(ctx context.Context) {
 	for pb := range p.parsed {
+		<-pb.parseDone
 		if ctx.Err() == nil {
 			if p.deliver(ctx, pb) {
 				// Written before the next batch is sent: a crash of the
