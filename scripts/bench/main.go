@@ -1,0 +1,276 @@
+// Command bench measures audittail end to end: it writes a corpus of
+// Metadata-level audit events, times `cat` on it, then runs `audittail
+// backfill` on it into each output with a receiver on 127.0.0.1, and prints
+// events/s, MB/s, CPU seconds per GB and peak RSS as a Markdown table.
+//
+//	go run ./scripts/bench -bin bin/audittail -mb 1000 -outputs null,fluentd,syslog,logdna
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/audittail/audittail/outputs/fluentd/fluentdtest"
+	"github.com/audittail/audittail/parser/auditgen"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+type result struct {
+	name            string
+	events          int64
+	bytes           int64
+	wall, cpu       time.Duration
+	maxRSSKiB       int64
+	receiverEvents  int64
+	receiverChecked bool
+}
+
+func run() error {
+	bin := flag.String("bin", "bin/audittail", "the audittail binary")
+	mb := flag.Int("mb", 1000, "corpus size in MB")
+	dir := flag.String("dir", ".bench", "where the corpus and state go")
+	outs := flag.String("outputs", "null,fluentd,syslog,logdna", "outputs to measure")
+	flag.Parse()
+	if err := os.MkdirAll(*dir, 0o755); err != nil {
+		return err
+	}
+	if abs, err := filepath.Abs(*dir); err == nil {
+		*dir = abs
+	}
+	corpus, size, events, err := makeCorpus(*dir, *mb)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("corpus: %s, %d Metadata events, %.0f MB\n", corpus, events, float64(size)/1e6)
+	catTime, err := timeCat(corpus)
+	if err != nil {
+		return err
+	}
+	var results []result
+	for _, name := range strings.Split(*outs, ",") {
+		r, err := measure(*bin, *dir, corpus, name)
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		r.bytes = size
+		results = append(results, r)
+		fmt.Fprintf(os.Stderr, "  %s done in %s\n", name, r.wall.Round(time.Millisecond))
+	}
+	host, _ := os.Hostname()
+	fmt.Printf("\n%s, %s, %d cores, Go binary %s\n\n", time.Now().UTC().Format("2006-01-02"), host, numCPU(), *bin)
+	fmt.Println("| path | events/s | MB/s | CPU s per GB | peak RSS | vs cat |")
+	fmt.Println("|---|---:|---:|---:|---:|---:|")
+	catMBs := float64(size) / 1e6 / catTime.Seconds()
+	fmt.Printf("| `cat file >/dev/null` | | %.0f | | | 1.00 |\n", catMBs)
+	for _, r := range results {
+		mbs := float64(r.bytes) / 1e6 / r.wall.Seconds()
+		fmt.Printf("| file → %s | %.0f | %.0f | %.2f | %.0f MiB | %.2f |\n", r.name,
+			float64(r.events)/r.wall.Seconds(), mbs, r.cpu.Seconds()/(float64(r.bytes)/1e9), float64(r.maxRSSKiB)/1024, mbs/catMBs)
+	}
+	for _, r := range results {
+		if r.events != events {
+			return fmt.Errorf("%s delivered %d events of %d", r.name, r.events, events)
+		}
+		if r.receiverChecked && r.receiverEvents < events {
+			return fmt.Errorf("%s receiver holds %d events of %d", r.name, r.receiverEvents, events)
+		}
+	}
+	return nil
+}
+
+func numCPU() int {
+	data, _ := os.ReadFile("/proc/cpuinfo")
+	return strings.Count(string(data), "processor\t:")
+}
+
+func makeCorpus(dir string, mb int) (string, int64, int64, error) {
+	path := filepath.Join(dir, fmt.Sprintf("corpus-metadata-%dmb.log", mb))
+	count := path + ".events"
+	if fi, err := os.Stat(path); err == nil {
+		if c, err := os.ReadFile(count); err == nil {
+			n, _ := strconv.ParseInt(strings.TrimSpace(string(c)), 10, 64)
+			return path, fi.Size(), n, nil
+		}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return "", 0, 0, err
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	g := auditgen.New(2026)
+	ts := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	var buf []byte
+	var size, n int64
+	for size < int64(mb)*1e6 {
+		buf = g.Append(buf[:0], auditgen.Metadata, ts)
+		ts = ts.Add(100 * time.Microsecond)
+		w.Write(buf)
+		size += int64(len(buf))
+		n++
+	}
+	if err := w.Flush(); err != nil {
+		return "", 0, 0, err
+	}
+	f.Close()
+	return path, size, n, os.WriteFile(count, []byte(strconv.FormatInt(n, 10)), 0o644)
+}
+
+// timeCat returns the best of three `cat file >/dev/null` runs.
+func timeCat(path string) (time.Duration, error) {
+	best := time.Duration(1<<63 - 1)
+	for range 3 {
+		cmd := exec.Command("cat", path)
+		null, _ := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+		cmd.Stdout = null
+		start := time.Now()
+		if err := cmd.Run(); err != nil {
+			return 0, err
+		}
+		null.Close()
+		best = min(best, time.Since(start))
+	}
+	return best, nil
+}
+
+var deliveredRe = regexp.MustCompile(`output \S+: delivered (\d+)`)
+
+// measure runs backfill on the corpus into one output.
+func measure(bin, dir, corpus, name string) (result, error) {
+	r := result{name: name}
+	var output string
+	stop := func() {}
+	switch name {
+	case "null":
+		output = "  - type: null\n"
+	case "fluentd":
+		rcv, err := fluentdtest.Start(fluentdtest.Config{Discard: true})
+		if err != nil {
+			return r, err
+		}
+		stop = func() { r.receiverEvents, r.receiverChecked = int64(rcv.Count()), true; rcv.Close() }
+		output = fmt.Sprintf("  - type: fluentd\n    address: tcp://%s\n", rcv.Addr())
+	case "logdna":
+		srv, count, err := logdnaSink()
+		if err != nil {
+			return r, err
+		}
+		stop = func() { srv.Close() }
+		_ = count
+		os.Setenv("BENCH_LOGDNA_KEY", "bench")
+		output = fmt.Sprintf("  - type: logdna\n    url: http://%s/logs/ingest\n    ingestion_key_env: BENCH_LOGDNA_KEY\n    hostname: bench\n", srv.Addr)
+	case "syslog":
+		addr, stopSyslog, err := startRsyslog(dir)
+		if err != nil {
+			return r, err
+		}
+		stop = stopSyslog
+		output = fmt.Sprintf("  - type: syslog\n    address: tcp://%s\n    hostname: bench\n", addr)
+	default:
+		return r, fmt.Errorf("unknown output %q", name)
+	}
+	defer stop()
+	state := filepath.Join(dir, "state-"+name)
+	os.RemoveAll(state)
+	cfg := filepath.Join(dir, "bench-"+name+".yaml")
+	body := fmt.Sprintf("state_dir: %s\ninputs: [{path: %s}]\nmetrics: {listen: \"off\"}\nlog: {level: warn}\noutputs:\n%s", state, corpus, output)
+	if err := os.WriteFile(cfg, []byte(body), 0o644); err != nil {
+		return r, err
+	}
+	cmd := exec.Command(bin, "backfill", "--config", cfg, corpus)
+	var out strings.Builder
+	cmd.Stdout = &out
+	cmd.Stderr = os.Stderr
+	start := time.Now()
+	err := cmd.Run()
+	r.wall = time.Since(start)
+	if err != nil {
+		return r, fmt.Errorf("backfill: %w\n%s", err, out.String())
+	}
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		r.cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+		r.maxRSSKiB = ru.Maxrss
+	}
+	m := deliveredRe.FindStringSubmatch(out.String())
+	if m == nil {
+		return r, fmt.Errorf("no summary in:\n%s", out.String())
+	}
+	r.events, _ = strconv.ParseInt(m[1], 10, 64)
+	return r, nil
+}
+
+// logdnaSink answers every ingest request 200 after reading its body.
+func logdnaSink() (*http.Server, *int64, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, nil, err
+	}
+	var n int64
+	srv := &http.Server{Addr: ln.Addr().String(), Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, _ := io.Copy(io.Discard, r.Body)
+		n += c
+		w.WriteHeader(http.StatusOK)
+	})}
+	go srv.Serve(ln)
+	return srv, &n, nil
+}
+
+// startRsyslog runs Debian's rsyslogd on a free port, writing to /dev/null.
+func startRsyslog(dir string) (string, func(), error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	work := filepath.Join(dir, "rsyslog")
+	os.RemoveAll(work)
+	os.MkdirAll(work, 0o755)
+	conf := filepath.Join(work, "rsyslog.conf")
+	os.WriteFile(conf, []byte(fmt.Sprintf(`global(workDirectory="%s" maxMessageSize="256k")
+module(load="imtcp")
+input(type="imtcp" address="127.0.0.1" port="%d")
+action(type="omfile" file="/dev/null")
+`, work, port)), 0o644)
+	cmd := exec.Command("rsyslogd", "-n", "-f", conf, "-i", filepath.Join(work, "pid"))
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return "", nil, fmt.Errorf("rsyslogd (install Debian's rsyslog): %w", err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			return "", nil, errors.New("rsyslogd did not listen within 10s")
+		}
+	}
+	return addr, func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	}, nil
+}
+
+var _ = context.Background
