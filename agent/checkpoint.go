@@ -60,8 +60,8 @@ type checkpointFile struct {
 type Store struct {
 	path string
 
-	mu    sync.Mutex
-	state checkpointFile
+	mu     sync.Mutex
+	state  checkpointFile
 	gen    uint64 // bumped by Set
 	saved  uint64 // generation written (in the page cache at least)
 	synced uint64 // generation fsynced

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -231,14 +232,8 @@ func (f *follower) resolve(c *Cursor, startAt StartAt) error {
 	f.countLostPending(c.Pending, files)
 	minTS := c.Order.Truncate(time.Millisecond)
 	if c.FP.ready() {
-		for _, ref := range files {
-			if !ref.Live && ref.TS.Before(minTS) {
-				continue
-			}
-			fp, err := readFingerprint(ref.Path, ref.GZ)
-			if err != nil || fp != c.FP {
-				continue
-			}
+		if i := findByFingerprint(files, c.FP, minTS, true); i >= 0 {
+			ref := files[i]
 			s, err := f.open(ref, c.Offset)
 			if err != nil {
 				return err
@@ -267,7 +262,7 @@ func (f *follower) resolve(c *Cursor, startAt StartAt) error {
 // checkpoint and are gone now.
 func (f *follower) countLostPending(pending, files []fileRef) {
 	for _, p := range pending {
-		ts, _, ok := f.name.parseBackup(baseName(p.Path))
+		ts, _, ok := f.name.parseBackup(filepath.Base(p.Path))
 		if !ok {
 			continue
 		}
@@ -751,19 +746,9 @@ func (f *follower) truncated() error {
 	if err != nil {
 		return err
 	}
-	if old.fp.ready() {
-		for _, ref := range files {
-			if ref.Live || ref.TS.Before(old.order) {
-				continue
-			}
-			fp, err := readFingerprint(ref.Path, ref.GZ)
-			if err != nil || fp != old.fp {
-				continue
-			}
-			s, err := f.open(ref, resume)
-			if err != nil {
-				break
-			}
+	if i := findByFingerprint(files, old.fp, old.order, false); i >= 0 {
+		ref := files[i]
+		if s, err := f.open(ref, resume); err == nil {
 			f.log.Info("live file was truncated (copytruncate); reading the rest from its copy", "path", f.input, "copy", ref.Path, "offset", resume)
 			f.setCur(s)
 			return nil
@@ -981,24 +966,32 @@ func (f *follower) listFiles() ([]fileRef, error) {
 	return files, nil
 }
 
-func baseName(p string) string {
-	for i := len(p) - 1; i >= 0; i-- {
-		if p[i] == '/' {
-			return p[i+1:]
+// findByFingerprint returns the index of the first file whose first line
+// has fingerprint fp, among the backups rotated at or after since (and the
+// live file, with live), or -1. Every audit line carries a unique auditID,
+// so the first line identifies a file wherever it was renamed, copied or
+// compressed to.
+func findByFingerprint(files []fileRef, fp fingerprint, since time.Time, live bool) int {
+	if !fp.ready() {
+		return -1
+	}
+	for i, ref := range files {
+		if ref.Live && !live || !ref.Live && !ref.TS.IsZero() && ref.TS.Before(since) {
+			continue
+		}
+		if got, err := readFingerprint(ref.Path, ref.GZ); err == nil && got == fp {
+			return i
 		}
 	}
-	return p
+	return -1
 }
 
 // resolveFixed starts a backfill: at the checkpointed file and offset if
 // the cursor names one of the files, else at the first file.
 func (f *follower) resolveFixed(c *Cursor) error {
 	if c != nil && c.FP.ready() {
-		for i, ref := range f.fixed {
-			fp, err := readFingerprint(ref.Path, ref.GZ)
-			if err != nil || fp != c.FP {
-				continue
-			}
+		if i := findByFingerprint(f.fixed, c.FP, time.Time{}, true); i >= 0 {
+			ref := f.fixed[i]
 			s, err := f.open(ref, c.Offset)
 			if err != nil {
 				return err
