@@ -131,3 +131,54 @@ func warm(b *testing.B, path string) {
 	defer f.Close()
 	io.Copy(io.Discard, f)
 }
+
+// BenchmarkFollowerOnly measures the follower alone: reading, splitting
+// lines in place and filling batches, which a consumer hands straight back
+// (no parsing, no output, no checkpoint).
+func BenchmarkFollowerOnly(b *testing.B) {
+	path, size := benchFile(b)
+	warm(b, path)
+	b.SetBytes(size)
+	b.ReportAllocs()
+	var lines int64
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		cfg := &Config{
+			StateDir: b.TempDir(),
+			Inputs:   []InputConfig{{Path: path, StartAt: StartBeginning}},
+			Outputs:  []outputs.Config{{Name: "null", Type: "null"}},
+		}
+		cfg.Defaults()
+		store, err := OpenStore(cfg.StateDir, false)
+		if err != nil {
+			b.Fatal(err)
+		}
+		p := newPipeline(cfg.Outputs[0], null.New(), cfg, store, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		f := p.inputs[0].follower
+		f.stopAt = func(*source) bool { return true }
+		if err := f.resolveStart(nil, StartBeginning); err != nil {
+			b.Fatal(err)
+		}
+		done := make(chan int64)
+		go func() {
+			var n int64
+			for pb := range p.ready {
+				n += int64(pb.Len())
+				pb.Reset()
+				p.free <- pb
+			}
+			done <- n
+		}()
+		b.StartTimer()
+		if err := f.follow(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+		close(p.ready)
+		n := <-done
+		b.StopTimer()
+		lines += n
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(lines)/b.Elapsed().Seconds(), "lines/s")
+}
