@@ -46,6 +46,9 @@ type Config struct {
 	Log LogConfig `yaml:"log"`
 	// Metrics configures the /metrics, /healthz and /readyz endpoints.
 	Metrics MetricsConfig `yaml:"metrics"`
+	// Filters is reserved for event filtering (the design card's
+	// `filters: {}`); only an empty mapping is accepted today.
+	Filters map[string]any `yaml:"filters"`
 }
 
 // MetricsConfig configures the HTTP endpoints.
@@ -183,6 +186,9 @@ func (c *Config) Validate() error {
 	}
 	if len(c.Outputs) == 0 {
 		return errors.New("outputs: at least one output is required")
+	}
+	if len(c.Filters) > 0 {
+		return errors.New("filters: event filtering is not available in this version; leave filters empty ({}) or remove it")
 	}
 	names := map[string]bool{}
 	for i, o := range c.Outputs {

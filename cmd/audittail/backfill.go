@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -23,14 +25,21 @@ func runBackfill(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	dryRun := fs.Bool("dry-run", false, "read, parse and count, but send nothing and remember nothing")
 	giveUp := fs.Duration("give-up-after", 5*time.Minute, "exit with an error if an output keeps failing this long (rerun to resume)")
 	restart := fs.Bool("restart", false, "forget where an earlier backfill stopped and start over")
-	// Paths may follow the flags; flag parsing stops at the first one.
-	if err := fs.Parse(args); err != nil {
-		if err.Error() == "flag: help requested" {
-			return err
+	// Paths and flags may come in any order.
+	var paths []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return err
+			}
+			return usageError{err}
 		}
-		return usageError{err}
+		if fs.NArg() == 0 {
+			break
+		}
+		paths = append(paths, fs.Arg(0))
+		args = fs.Args()[1:]
 	}
-	paths := fs.Args()
 	cfg, err := agent.LoadConfig(*configPath)
 	if err != nil {
 		return err

@@ -210,3 +210,19 @@ func TestBackfillFiltersByStageTimestampAndFailsOnAnUnreachableOutput(t *testing
 		t.Fatalf("backfill into an unusable output exited 0:\n%s", res)
 	}
 }
+
+func TestBackfillTakesFlagsAfterPaths(t *testing.T) {
+	bin := agentBinary(t)
+	dir := t.TempDir()
+	live := filepath.Join(dir, "audit.log")
+	os.WriteFile(live, []byte(`{"kind":"Event","auditID":"a","stageTimestamp":"2026-06-01T12:00:00.000000Z"}`+"\n"+`{"kind":"Event","auditID":"b","stageTimestamp":"2026-01-01T12:00:00.000000Z"}`+"\n"), 0o644)
+	config := filepath.Join(dir, "config.yaml")
+	os.WriteFile(config, []byte(fmt.Sprintf("state_dir: %s\ninputs: [{path: /nonexistent/audit.log}]\nmetrics: {listen: \"off\"}\noutputs: [{type: null}]\n", filepath.Join(dir, "state"))), 0o644)
+	out, err := exec.Command(bin, "backfill", "--config", config, live, "--since", "2026-05-01T00:00:00Z", "--dry-run").Output()
+	if err != nil {
+		t.Fatalf("backfill: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "1 files") || !strings.Contains(string(out), "filtered out 1") {
+		t.Fatalf("flags after the path were not applied:\n%s", out)
+	}
+}

@@ -133,3 +133,19 @@ func TestEveryCommandExplainsEachFlagOnOneLine(t *testing.T) {
 		}
 	}
 }
+
+func TestValidateAcceptsTheDesignCardExample(t *testing.T) {
+	data, err := os.ReadFile("testdata/design-example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := filepath.Join(t.TempDir(), "ingestion-key")
+	os.WriteFile(key, []byte("k\n"), 0o600)
+	out, err := validate(t, strings.ReplaceAll(string(data), "/etc/audittail/ingestion-key", key))
+	if err != nil {
+		t.Fatalf("the design card's example is rejected: %v\n%s", err, out)
+	}
+	if _, err := validate(t, strings.ReplaceAll(string(data), "filters: {}", "filters: {verbs: [get]}")); err == nil || !strings.Contains(err.Error(), "filters") {
+		t.Fatalf("non-empty filters: %v", err)
+	}
+}
