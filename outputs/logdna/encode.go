@@ -7,14 +7,12 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/audittail/audittail/outputs"
 	"github.com/audittail/audittail/parser"
 )
 
-// TruncatedAnnotation is the annotation added to an event whose
-// requestObject and/or responseObject were cut out to fit line_limit. Its
-// value names the members that were cut, comma-separated, for example
-// "responseObject" or "responseObject,requestObject".
-const TruncatedAnnotation = "audittail.io/truncated"
+// TruncatedAnnotation marks an event sent without its objects.
+const TruncatedAnnotation = outputs.TruncatedAnnotation
 
 // encoder builds request bodies by hand into reused buffers: no
 // encoding/json and no allocation per event once the buffers have grown.
@@ -46,7 +44,7 @@ func (e *encoder) appendEntry(dst, line []byte, ev *parser.Event, nowMs int64) (
 		if ev == nil {
 			return dst, false, false
 		}
-		e.scratch = cutObjects(e.scratch[:0], line, ev, e.lineLimit)
+		e.scratch, _ = outputs.CutObjects(e.scratch[:0], line, ev, e.lineLimit)
 		if len(e.scratch) > e.lineLimit {
 			return dst, false, false
 		}
@@ -287,117 +285,4 @@ func digits(b []byte) (int, bool) {
 
 func daysIn(m time.Month, year int) int {
 	return time.Date(year, m+1, 0, 0, 0, 0, 0, time.UTC).Day()
-}
-
-// cutObjects appends to dst a copy of line without its responseObject and,
-// if that is not enough to fit limit, without its requestObject too, with
-// TruncatedAnnotation added to annotations (created if absent). The result
-// is valid JSON whenever line is.
-func cutObjects(dst, line []byte, ev *parser.Event, limit int) []byte {
-	const ann = len(`,"annotations":{"` + TruncatedAnnotation + `":"responseObject,requestObject"}`)
-	var buf [2]parser.Span
-	spans := buf[:0]
-	if ev.ResponseObject.Present() {
-		spans = append(spans, ev.ResponseObject)
-	}
-	if ev.RequestObject.Present() && (len(spans) == 0 ||
-		len(line)-(ev.ResponseObject.End-ev.ResponseObject.Key)+ann > limit) {
-		spans = append(spans, ev.RequestObject)
-	}
-	if len(spans) == 0 {
-		return append(dst, line...)
-	}
-	names := "responseObject"
-	switch {
-	case len(spans) == 2:
-		names = "responseObject,requestObject"
-	case spans[0] == ev.RequestObject:
-		names = "requestObject"
-	}
-
-	// Edits on line, applied in order of position: removals of the members
-	// (each with one comma) and one insertion of the annotation.
-	type edit struct {
-		from, to int    // line[from:to] is replaced
-		text     string // by text
-		annotate bool   // text is the annotation member
-	}
-	var edits [3]edit
-	n := 0
-	if len(spans) == 2 && spans[1].Key < spans[0].Key {
-		spans[0], spans[1] = spans[1], spans[0]
-	}
-	last := 0
-	for _, s := range spans {
-		from, to := s.Key, s.End
-		if c := skipSpaceBack(line, s.Key-1); c >= last && c >= 0 && line[c] == ',' {
-			from = c
-		} else if c := skipSpace(line, s.End); c < len(line) && line[c] == ',' {
-			to = skipSpace(line, c+1)
-		}
-		edits[n] = edit{from: from, to: to}
-		n++
-		last = to
-	}
-	if off, ok := offsetIn(line, ev.Annotations); ok {
-		at := off + 1 // after '{'
-		text := `"` + TruncatedAnnotation + `":"` + names + `"`
-		if c := skipSpace(line, at); c < len(line) && line[c] != '}' {
-			text += ","
-		}
-		edits[n] = edit{from: at, to: at, text: text}
-	} else {
-		end := skipSpaceBack(line, len(line)-1) // the closing '}'
-		edits[n] = edit{from: end, to: end, text: `"annotations":{"` + TruncatedAnnotation + `":"` + names + `"}`, annotate: true}
-	}
-	n++
-	// Insertion sorts into place (at most three edits).
-	for i := 1; i < n; i++ {
-		for j := i; j > 0 && edits[j].from < edits[j-1].from; j-- {
-			edits[j], edits[j-1] = edits[j-1], edits[j]
-		}
-	}
-	pos := 0
-	for _, e := range edits[:n] {
-		dst = append(dst, line[pos:e.from]...)
-		if e.annotate {
-			// A new top-level member: it needs a comma unless the
-			// object is now empty.
-			if c := skipSpaceBack(dst, len(dst)-1); c >= 0 && dst[c] != '{' {
-				dst = append(dst, ',')
-			}
-		}
-		dst = append(dst, e.text...)
-		pos = e.to
-	}
-	return append(dst, line[pos:]...)
-}
-
-// offsetIn returns where sub starts in line, if sub is a non-empty slice of
-// line's array.
-func offsetIn(line, sub []byte) (int, bool) {
-	if len(sub) == 0 {
-		return 0, false
-	}
-	off := cap(line) - cap(sub)
-	if off < 0 || off+len(sub) > len(line) || &line[off] != &sub[0] {
-		return 0, false
-	}
-	return off, true
-}
-
-func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
-
-func skipSpace(b []byte, i int) int {
-	for i < len(b) && isSpace(b[i]) {
-		i++
-	}
-	return i
-}
-
-func skipSpaceBack(b []byte, i int) int {
-	for i >= 0 && isSpace(b[i]) {
-		i--
-	}
-	return i
 }

@@ -484,7 +484,7 @@ func TestCutsObjectsOverLineLimit(t *testing.T) {
 	if len(got) != 4 {
 		t.Fatalf("accepted %d lines, want 4", len(got))
 	}
-	wantCut := map[string]string{"small": "", "big-response": "responseObject", "big-both": "responseObject,requestObject", "big-request": "requestObject"}
+	wantCut := map[string]string{"small": "", "big-response": "responseObject", "big-both": "requestObject,responseObject", "big-request": "requestObject"}
 	for i, l := range got {
 		var ev map[string]any
 		if err := json.Unmarshal([]byte(l.Line), &ev); err != nil {
@@ -547,7 +547,7 @@ func TestCutObjectsKeepsJSONValid(t *testing.T) {
 		if ev == nil {
 			t.Fatalf("test line does not parse: %s", line)
 		}
-		got := cutObjects(nil, b.Line(0), ev, 10)
+		got, _ := outputs.CutObjects(nil, b.Line(0), ev, 10)
 		var m map[string]any
 		if err := json.Unmarshal(got, &m); err != nil {
 			t.Errorf("cutting %s gave invalid JSON %s: %v", line, got, err)

@@ -202,7 +202,9 @@ func (o *Output) encode(line []byte, ev *parser.Event, now time.Time) (_ []byte,
 	if ev == nil {
 		return nil, false
 	}
-	o.cut, ok = cutObjects(o.cut[:0], line, ev)
+	// The JSON may take what the header leaves of max_message_bytes.
+	limit := o.cfg.maxMsg - (len(o.msg) - len(line))
+	o.cut, ok = outputs.CutObjects(o.cut[:0], line, ev, limit)
 	if !ok {
 		return nil, false
 	}
