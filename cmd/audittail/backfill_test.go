@@ -226,3 +226,27 @@ func TestBackfillTakesFlagsAfterPaths(t *testing.T) {
 		t.Fatalf("flags after the path were not applied:\n%s", out)
 	}
 }
+
+func TestBackfillDrawsAProgressBarOnATerminal(t *testing.T) {
+	script, err := exec.LookPath("script") // util-linux, in every Debian
+	if err != nil {
+		t.Fatalf("script(1) is needed to give backfill a terminal: %v", err)
+	}
+	bin := agentBinary(t)
+	dir := t.TempDir()
+	live := filepath.Join(dir, "audit.log")
+	if out, err := exec.Command(bin, "gen", "--path", live, "--events", "20000", "--rate", "0", "--maxsize", "100", "--seed", "3").CombinedOutput(); err != nil {
+		t.Fatalf("gen: %v\n%s", err, out)
+	}
+	config := filepath.Join(dir, "config.yaml")
+	os.WriteFile(config, []byte(fmt.Sprintf("state_dir: %s\ninputs: [{path: %s}]\nmetrics: {listen: \"off\"}\noutputs: [{type: null}]\n", filepath.Join(dir, "state"), live)), 0o644)
+	// script runs the command on a pseudo-terminal and copies what it
+	// prints, stderr included, to its own stdout.
+	out, err := exec.Command(script, "-qec", bin+" backfill --config "+config, "/dev/null").CombinedOutput()
+	if err != nil {
+		t.Fatalf("backfill on a terminal: %v\n%s", err, out)
+	}
+	if !bytes.Contains(out, []byte("ETA")) || !bytes.Contains(out, []byte("%")) {
+		t.Fatalf("no progress bar on a terminal:\n%q", out)
+	}
+}
