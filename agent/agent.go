@@ -49,6 +49,9 @@ func New(cfg *Config, log *slog.Logger, build BuildFunc, opts Options) (*Agent, 
 	if err != nil {
 		return nil, err
 	}
+	if store.Recovered != "" {
+		log.Warn(store.Recovered)
+	}
 	return newAgent(cfg, log, build, opts, store, nil, nil)
 }
 
@@ -86,6 +89,9 @@ func newAgent(cfg *Config, log *slog.Logger, build BuildFunc, opts Options, stor
 			}
 			if bf != nil {
 				in.follower.fixed = groups[j].Files
+				if in.follower.fixed == nil {
+					in.follower.fixed = []fileRef{} // backfill mode even with nothing to read
+				}
 			}
 		}
 		if bf != nil {
@@ -149,7 +155,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.mu.Lock()
 	a.stop = func() { stopReading(); cancelSend() }
 	a.mu.Unlock()
-	stopTimer := context.AfterFunc(ctx, func() {
+	// Reading stops on a signal or on a follower's fatal error; in-flight
+	// batches then get shutdown_timeout to be delivered.
+	stopTimer := context.AfterFunc(readCtx, func() {
 		time.AfterFunc(a.cfg.ShutdownTimeout, cancelSend)
 	})
 	defer stopTimer()
@@ -166,7 +174,9 @@ func (a *Agent) Run(ctx context.Context) error {
 			go func() {
 				defer readers.Done()
 				if err := in.follower.follow(readCtx); err != nil {
-					errs <- fmt.Errorf("input %s (output %s): %w", in.cfg.Path, p.name, err)
+					err = fmt.Errorf("input %s (output %s): %w", in.cfg.Path, p.name, err)
+					a.log.Error("cannot follow the input; stopping", "error", err)
+					errs <- err
 					stopReading()
 				}
 			}()

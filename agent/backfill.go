@@ -86,7 +86,9 @@ func BackfillGroups(cfg *Config, paths []string) ([]BackfillGroup, error) {
 			for i := range files {
 				files[i].Live = false
 			}
-			groups = append(groups, BackfillGroup{Live: in.Path, Files: files})
+			if len(files) > 0 {
+				groups = append(groups, BackfillGroup{Live: in.Path, Files: files})
+			}
 		}
 		return groups, nil
 	}

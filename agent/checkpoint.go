@@ -68,6 +68,10 @@ type Store struct {
 
 	writeMu    sync.Mutex
 	memoryOnly bool // dry runs keep cursors in memory only
+
+	// Recovered, when not empty, says that the checkpoint was unusable and
+	// the fsynced copy was used instead (for the log).
+	Recovered string
 }
 
 // OpenStore loads the checkpoint in dir, creating dir if needed and removing
@@ -87,31 +91,56 @@ func openStore(dir, name string, reset bool) (*Store, error) {
 	}
 	s := &Store{path: filepath.Join(dir, name)}
 	s.state = checkpointFile{Version: checkpointVersion, Cursors: map[string]map[string]Cursor{}}
+	synced := s.path + syncedSuffix
 	stray, _ := filepath.Glob(filepath.Join(dir, name+".tmp-*"))
-	for _, p := range stray {
+	strayCopies, _ := filepath.Glob(filepath.Join(dir, name+syncedSuffix+".tmp-*"))
+	for _, p := range append(stray, strayCopies...) {
 		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("cannot remove stray temporary checkpoint %s: %w", p, err)
 		}
 	}
 	if reset {
-		aside := s.path + ".reset-" + time.Now().UTC().Format("20060102T150405")
-		if err := os.Rename(s.path, aside); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("cannot move checkpoint %s aside: %w", s.path, err)
+		stamp := ".reset-" + time.Now().UTC().Format("20060102T150405")
+		for _, p := range []string{s.path, synced} {
+			if err := os.Rename(p, p+stamp); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return nil, fmt.Errorf("cannot move checkpoint %s aside: %w", p, err)
+			}
 		}
 		return s, nil
 	}
-	data, err := os.ReadFile(s.path)
-	if errors.Is(err, os.ErrNotExist) {
+	err := readCheckpoint(s.path, &s.state)
+	if err == nil || errors.Is(err, os.ErrNotExist) && !exists(synced) {
 		return s, nil
 	}
+	// The checkpoint written after the last batch was not fsynced: after a
+	// crash of the machine it may be empty or torn. The last fsynced copy
+	// is a little older, and safe.
+	if serr := readCheckpoint(synced, &s.state); serr == nil {
+		s.Recovered = fmt.Sprintf("checkpoint %s unusable (%v); resumed from the last fsynced copy %s, so up to checkpoint_interval of events may be sent again", s.path, err, synced)
+		return s, nil
+	}
+	if errors.Is(err, os.ErrNotExist) {
+		err = fmt.Errorf("missing, and its fsynced copy %s is unusable", synced)
+	}
+	return nil, fmt.Errorf("%w %s: %v; the agent will not guess where to resume: "+
+		"move the file aside or run `audittail run --reset-checkpoint` to start over from each input's start_at", ErrCorruptCheckpoint, s.path, err)
+}
+
+// syncedSuffix names the fsynced copy of a checkpoint.
+const syncedSuffix = ".synced"
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+// readCheckpoint reads and strictly decodes one checkpoint file.
+func readCheckpoint(path string, st *checkpointFile) error {
+	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("cannot read checkpoint %s: %w", s.path, err)
+		return err
 	}
-	if err := decodeCheckpoint(data, &s.state); err != nil {
-		return nil, fmt.Errorf("%w %s: %v; the agent will not guess where to resume: "+
-			"move the file aside or run `audittail run --reset-checkpoint` to start over from each input's start_at", ErrCorruptCheckpoint, s.path, err)
-	}
-	return s, nil
+	return decodeCheckpoint(data, st)
 }
 
 func decodeCheckpoint(data []byte, st *checkpointFile) error {
@@ -184,8 +213,16 @@ func (s *Store) Flush(sync bool) error {
 	if err != nil {
 		return fmt.Errorf("cannot encode checkpoint %s: %w", s.path, err)
 	}
+	data = append(data, '\n')
 	if gen != s.saved || sync {
-		if err := writeFileAtomic(s.path, append(data, '\n'), sync); err != nil {
+		if err := writeFileAtomic(s.path, data, sync); err != nil {
+			return err
+		}
+	}
+	if sync {
+		// A second, always fsynced copy: what a restart falls back to if a
+		// crash of the machine tore the unsynced writes of the main file.
+		if err := writeFileAtomic(s.path+syncedSuffix, data, true); err != nil {
 			return err
 		}
 	}

@@ -14,7 +14,8 @@ import (
 // deadLetter is the JSON-lines file that keeps the events an output
 // rejected permanently, so that nothing vanishes: one object per event with
 // the time, output, input, error and the event itself. It is rotated with
-// lumberjack (100 MB, 10 backups, compressed) and opened on first use.
+// lumberjack at 100 MB and compressed, and no rotated file is ever deleted:
+// removing them is the operator's call. It is opened on first use.
 type deadLetter struct {
 	path string
 	mu   sync.Mutex
@@ -40,7 +41,7 @@ func (d *deadLetter) write(output string, pb *pendingBatch, lines []int, cause e
 		if err := os.MkdirAll(filepath.Dir(d.path), 0o700); err != nil {
 			return fmt.Errorf("cannot create dead-letter directory for %s: %w", d.path, err)
 		}
-		d.w = &lumberjack.Logger{Filename: d.path, MaxSize: 100, MaxBackups: 10, Compress: true}
+		d.w = &lumberjack.Logger{Filename: d.path, MaxSize: 100, Compress: true}
 	}
 	d.buf = d.buf[:0]
 	now := time.Now().UTC()

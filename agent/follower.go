@@ -34,6 +34,8 @@ func (r *recentSet) add(fp fingerprint) {
 	}
 }
 
+func (r *recentSet) len() int { return min(r.next, len(r.fps)) }
+
 func (r *recentSet) has(fp fingerprint) bool {
 	for _, x := range r.fps {
 		if x.ready() && x == fp {
@@ -140,7 +142,7 @@ func (f *follower) resolveStart(c *Cursor, startAt StartAt) error {
 
 // follow reads until ctx is done, then flushes the batch being filled.
 func (f *follower) follow(ctx context.Context) error {
-	defer f.cur.close()
+	defer func() { f.cur.close() }() // the file open when follow returns
 	defer func() {
 		if f.watcher != nil {
 			f.watcher.Close()
@@ -164,6 +166,9 @@ func (f *follower) initialCursor() Cursor {
 	return f.cursorAt(f.cur, f.cur.base+int64(f.start))
 }
 
+// startOrder is a floor for "rotated after now": lumberjack names carry
+// milliseconds, so it is truncated to the millisecond (inclusive: a file
+// rotated in this same millisecond is read rather than missed).
 func (f *follower) startOrder() time.Time { return f.now().UTC().Truncate(time.Millisecond) }
 
 // cursorAt describes the position off in s.
@@ -218,10 +223,9 @@ func (f *follower) resolve(c *Cursor, startAt StartAt) error {
 			}
 			s.base = off
 			if off > 0 {
-				if s.fp, err = readFingerprint(s.ref.Path, false); err != nil {
-					s.close()
-					return err
-				}
+				var head [fingerprintMax]byte
+				n, _ := s.f.ReadAt(head[:], 0)
+				s.fp = fingerprintOf(head[:n])
 			}
 		}
 		f.setCur(s)
@@ -234,7 +238,7 @@ func (f *follower) resolve(c *Cursor, startAt StartAt) error {
 	if c.FP.ready() {
 		if i := findByFingerprint(files, c.FP, minTS, true); i >= 0 {
 			ref := files[i]
-			s, err := f.open(ref, c.Offset)
+			s, err := f.openRef(ref, c.Offset)
 			if err != nil {
 				return err
 			}
@@ -289,17 +293,22 @@ func (f *follower) lose(path string, n int64, why string) {
 // the rest, and counts the ones that vanished.
 func (f *follower) openFirst(files []fileRef) error {
 	for i, ref := range files {
-		s, err := f.open(ref, 0)
-		if errors.Is(err, os.ErrNotExist) && !ref.Live && !ref.GZ {
-			// Compressed since it was listed: read the .gz twin.
-			twin := ref
-			twin.Path, twin.GZ = ref.Path+".gz", true
-			s, err = f.open(twin, 0)
+		if !ref.Live && f.done.len() > 0 {
+			if fp, err := readFingerprint(ref.Path, ref.GZ); err == nil && f.done.has(fp) {
+				continue // read to its end already (a clock put it here)
+			}
 		}
+		s, err := f.openRef(ref, 0)
 		if errors.Is(err, os.ErrNotExist) {
 			if !ref.Live {
 				f.lose(ref.Path, ref.Size, "a rotated backup was deleted before it was read")
 			}
+			continue
+		}
+		if err != nil && !ref.Live {
+			// A corrupt or unreadable backup must not stop the input.
+			f.log.Error("cannot read a rotated backup; skipping it", "path", ref.Path, "error", err)
+			f.lose(ref.Path, ref.Size, "a rotated backup could not be read")
 			continue
 		}
 		if err != nil {
@@ -315,6 +324,18 @@ func (f *follower) openFirst(files []fileRef) error {
 	f.cur = nil
 	f.pending = f.pending[:0]
 	return nil
+}
+
+// openRef opens ref at off; a plain backup that lumberjack compressed (and
+// removed) since it was listed is opened as its .gz twin.
+func (f *follower) openRef(ref fileRef, off int64) (*source, error) {
+	s, err := f.open(ref, off)
+	if errors.Is(err, os.ErrNotExist) && !ref.Live && !ref.GZ {
+		twin := ref
+		twin.Path, twin.GZ = ref.Path+".gz", true
+		s, err = f.open(twin, off)
+	}
+	return s, err
 }
 
 func backupsAfter(files []fileRef, ref fileRef) []fileRef {
@@ -354,7 +375,9 @@ func (f *follower) open(ref fileRef, off int64) (*source, error) {
 	ref.Dev, ref.Ino = fileID(info)
 	s := &source{ref: ref, f: fh, r: fh, order: ref.TS, size: info.Size()}
 	if ref.Live {
-		s.order = f.startOrder()
+		// The exact time: a backup named with this same millisecond was
+		// rotated before the file was opened, so it is not the file's own.
+		s.order = f.now().UTC()
 	}
 	if ref.GZ {
 		s.size = 0
@@ -570,6 +593,9 @@ func (f *follower) makeRoom() {
 
 // scan hands every complete line in the buffer to the batcher.
 func (f *follower) scan(ctx context.Context) error {
+	if f.cur.base == 0 && f.start == 0 && !f.cur.fp.ready() {
+		f.cur.fp = fingerprintOf(f.buf[:f.end])
+	}
 	for {
 		i := bytes.IndexByte(f.buf[f.start:f.end], '\n')
 		if i < 0 {
@@ -618,7 +644,10 @@ func (f *follower) identify() (bool, error) {
 	}
 	copies := 0
 	for _, ref := range files {
-		if ref.Live || ref.TS.Before(s.order) || (!ref.GZ && ref.Dev == s.ref.Dev && ref.Ino == s.ref.Ino) {
+		// Inclusive to the millisecond: a copy made right after the open
+		// must count; the file before it, rotated in that millisecond, is
+		// known by its fingerprint if this process read it.
+		if ref.Live || ref.TS.Before(s.order.Truncate(time.Millisecond)) || (!ref.GZ && ref.Dev == s.ref.Dev && ref.Ino == s.ref.Ino) {
 			continue
 		}
 		got, err := readFingerprint(ref.Path, ref.GZ)
@@ -639,6 +668,9 @@ func (f *follower) identify() (bool, error) {
 // drain reads the current file to its end.
 func (f *follower) drain(ctx context.Context) error {
 	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		n, err := f.read()
 		if n > 0 {
 			if err := f.scan(ctx); err != nil {
@@ -746,9 +778,9 @@ func (f *follower) truncated() error {
 	if err != nil {
 		return err
 	}
-	if i := findByFingerprint(files, old.fp, old.order, false); i >= 0 {
+	if i := findByFingerprint(files, old.fp, old.order.Truncate(time.Millisecond), false); i >= 0 {
 		ref := files[i]
-		if s, err := f.open(ref, resume); err == nil {
+		if s, err := f.openRef(ref, resume); err == nil {
 			f.log.Info("live file was truncated (copytruncate); reading the rest from its copy", "path", f.input, "copy", ref.Path, "offset", resume)
 			f.setCur(s)
 			return nil
@@ -862,6 +894,17 @@ func (f *follower) after(files []fileRef, prev *source) []fileRef {
 				break
 			}
 		}
+		if !known && prev.fp.ready() {
+			// Its plain backup is gone: it may have been compressed.
+			for _, ref := range files {
+				if ref.GZ && !ref.TS.Before(prev.order.Truncate(time.Millisecond)) {
+					if fp, err := readFingerprint(ref.Path, true); err == nil && fp == prev.fp {
+						ts, known = ref.TS, true
+						break
+					}
+				}
+			}
+		}
 		for _, ref := range files {
 			switch {
 			case ref.Live:
@@ -869,11 +912,6 @@ func (f *follower) after(files []fileRef, prev *source) []fileRef {
 			case known && ref.TS.After(ts):
 				out = append(out, ref)
 			case !known && !ref.TS.Before(prev.order):
-				if ref.GZ && prev.fp.ready() {
-					if fp, err := readFingerprint(ref.Path, true); err == nil && fp == prev.fp {
-						continue
-					}
-				}
 				out = append(out, ref)
 			}
 		}
@@ -979,7 +1017,11 @@ func findByFingerprint(files []fileRef, fp fingerprint, since time.Time, live bo
 		if ref.Live && !live || !ref.Live && !ref.TS.IsZero() && ref.TS.Before(since) {
 			continue
 		}
-		if got, err := readFingerprint(ref.Path, ref.GZ); err == nil && got == fp {
+		got, err := readFingerprint(ref.Path, ref.GZ)
+		if errors.Is(err, os.ErrNotExist) && !ref.GZ && !ref.Live {
+			got, err = readFingerprint(ref.Path+".gz", true) // compressed meanwhile
+		}
+		if err == nil && got == fp {
 			return i
 		}
 	}

@@ -118,7 +118,7 @@ func (a *Agent) lag(p *pipeline) int64 {
 		switch {
 		case !ok:
 			total += liveSize
-		case c.Dev == dev && c.Ino == ino && c.FP.ready():
+		case c.Dev == dev && c.Ino == ino:
 			total += max(0, liveSize-c.Offset)
 		default:
 			total += max(0, c.Size-c.Offset) + liveSize

@@ -224,20 +224,25 @@ func (p *pipeline) deliver(ctx context.Context, pb *pendingBatch) bool {
 		if ctx.Err() != nil {
 			return false
 		}
-		p.stats.Failed.Add(1)
-		p.stats.noteFailure()
 		var rejected *outputs.RejectedError
 		var partial *outputs.PartialError
 		var after *outputs.RetryAfterError
-		switch {
-		case errors.As(err, &rejected):
+		if errors.As(err, &rejected) {
+			// The output took the rest: a success with casualties.
 			if !p.deadLetter(ctx, pb, rejected.Lines, err) {
 				return false
 			}
 			accepted := pb.Len() - len(rejected.Lines)
 			p.stats.Events.Add(int64(accepted))
 			p.stats.Batches.Add(1)
+			if accepted > 0 {
+				p.stats.noteSuccess(pb)
+			}
 			return true
+		}
+		p.stats.Failed.Add(1)
+		p.stats.noteFailure()
+		switch {
 		case outputs.IsPermanent(err):
 			all := make([]int, pb.Len())
 			for i := range all {
