@@ -39,8 +39,10 @@ fuzz-short: ## run each fuzz target briefly (FUZZTIME, default 20s)
 		$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./parser || exit 1; \
 	done
 
-fuzz: ## fuzz each target for longer: make fuzz FUZZTIME=10m
-	$(MAKE) fuzz-short FUZZTIME=$(FUZZTIME)
+FUZZLONG ?= 5m
+
+fuzz: ## fuzz each target for longer (FUZZLONG, default 5m)
+	$(MAKE) fuzz-short FUZZTIME=$(FUZZLONG)
 
 BENCH_MB ?= 1000
 
