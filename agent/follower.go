@@ -45,6 +45,10 @@ func (r *recentSet) has(fp fingerprint) bool {
 	return false
 }
 
+// copySlack is how much earlier than the live file's open a copytruncate
+// copy may be named and still be a copy of what the file held since.
+const copySlack = 10 * time.Second
+
 // liveOnly as a floor admits no backup: only the live file comes next.
 var liveOnly = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
 
@@ -93,7 +97,8 @@ type follower struct {
 	// floor the earliest rotation time of a backup still to read.
 	prev     *source
 	floor    time.Time
-	done     recentSet // fingerprints of files this process finished
+	done       recentSet // fingerprints of files this process finished
+	lastBackup time.Time // rotation time of the newest backup read (or resumed)
 	listedAt time.Time // when pending was last refreshed
 
 	buf        []byte
@@ -199,8 +204,12 @@ func (f *follower) resolve(c *Cursor, startAt StartAt) error {
 	}
 	if c == nil {
 		var live *fileRef
-		if n := len(files); n > 0 && files[n-1].Live {
-			live = &files[n-1]
+		for _, ref := range files {
+			if ref.Live {
+				live = &ref
+			} else if ref.TS.After(f.lastBackup) {
+				f.lastBackup = ref.TS // backups before the first start are backfill's
+			}
 		}
 		if live == nil {
 			f.log.Info("input file does not exist yet; waiting for it", "path", f.input)
@@ -236,7 +245,9 @@ func (f *follower) resolve(c *Cursor, startAt StartAt) error {
 	f.countLostPending(c.Pending, files)
 	minTS := c.Order.Truncate(time.Millisecond)
 	if c.FP.ready() {
-		if i := findByFingerprint(files, c.FP, minTS, true); i >= 0 {
+		// Every file is a candidate: a copytruncate copy is named when the
+		// copy starts, possibly before the cursor's Order.
+		if i := findByFingerprint(files, c.FP, time.Time{}, true); i >= 0 {
 			ref := files[i]
 			s, err := f.openRef(ref, c.Offset)
 			if err != nil {
@@ -245,6 +256,9 @@ func (f *follower) resolve(c *Cursor, startAt StartAt) error {
 			s.fp = c.FP
 			f.setCur(s)
 			f.pending = backupsAfter(files, ref)
+			if !ref.Live {
+				f.lastBackup = ref.TS
+			}
 			f.log.Info("resuming", "path", ref.Path, "offset", s.base, "backups_after", len(f.pending))
 			return nil
 		}
@@ -642,26 +656,32 @@ func (f *follower) identify() (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	copies := 0
+	copies, first := 0, time.Time{}
 	for _, ref := range files {
-		// Inclusive to the millisecond: a copy made right after the open
-		// must count; the file before it, rotated in that millisecond, is
-		// known by its fingerprint if this process read it.
-		if ref.Live || ref.TS.Before(s.order.Truncate(time.Millisecond)) || (!ref.GZ && ref.Dev == s.ref.Dev && ref.Ino == s.ref.Ino) {
+		// Backups newer than the last one read, up to a little before the
+		// open: copytruncate copies (named when the copy starts), or a
+		// rotation that slipped between listing the directory and opening
+		// the live file. Older files are excluded by the newest backup
+		// already read and by their fingerprints.
+		if ref.Live || ref.TS.Before(s.order.Add(-copySlack)) || !ref.TS.After(f.lastBackup) ||
+			(!ref.GZ && ref.Dev == s.ref.Dev && ref.Ino == s.ref.Ino) {
 			continue
 		}
 		got, err := readFingerprint(ref.Path, ref.GZ)
 		if err != nil || got == fp || f.done.has(got) {
 			continue // our own file renamed and compressed, or one already read
 		}
+		if copies == 0 || ref.TS.Before(first) {
+			first = ref.TS
+		}
 		copies++
 	}
 	if copies == 0 {
 		return false, nil
 	}
-	f.log.Info("the live file was truncated and refilled before it was first read; reading its copies first", "path", f.input, "copies", copies)
+	f.log.Info("unread backups older than the live file (copytruncate copies, or a rotation while it was opened); reading them first", "path", f.input, "backups", copies)
 	s.close()
-	f.cur, f.prev, f.floor = nil, nil, s.order
+	f.cur, f.prev, f.floor = nil, nil, first
 	return true, f.openNext()
 }
 
@@ -778,7 +798,10 @@ func (f *follower) truncated() error {
 	if err != nil {
 		return err
 	}
-	if i := findByFingerprint(files, old.fp, old.order.Truncate(time.Millisecond), false); i >= 0 {
+	// Any backup may be the copy: the time in its name is when the copy
+	// started, which can be before this file was opened. The fingerprint
+	// alone identifies it.
+	if i := findByFingerprint(files, old.fp, time.Time{}, false); i >= 0 {
 		ref := files[i]
 		if s, err := f.openRef(ref, resume); err == nil {
 			f.log.Info("live file was truncated (copytruncate); reading the rest from its copy", "path", f.input, "copy", ref.Path, "offset", resume)
@@ -804,6 +827,9 @@ func (f *follower) next(ctx context.Context) error {
 	}
 	f.stats.Rotations.Add(1)
 	f.done.add(old.fp)
+	if !old.ref.Live && old.ref.TS.After(f.lastBackup) {
+		f.lastBackup = old.ref.TS
+	}
 	f.cur, f.prev = nil, old
 	err := f.openNext()
 	old.close() // after listing: while it is open its inode cannot be reused
@@ -904,6 +930,9 @@ func (f *follower) after(files []fileRef, prev *source) []fileRef {
 					}
 				}
 			}
+		}
+		if known && ts.After(f.lastBackup) {
+			f.lastBackup = ts
 		}
 		for _, ref := range files {
 			switch {

@@ -38,14 +38,17 @@ Run 'audittail COMMAND --help' for a command's flags.
 `
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	// The first SIGTERM/SIGINT stops reading and flushes; a second one
+	// exits at once. One channel catches both, so no signal falls between
+	// two handlers.
+	signals := make(chan os.Signal, 2)
+	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT)
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
 	go func() {
-		// A second signal means: do not wait for the flush.
-		<-ctx.Done()
+		<-signals
 		stop()
-		ch := make(chan os.Signal, 1)
-		signal.Notify(ch, syscall.SIGTERM, syscall.SIGINT)
-		<-ch
+		<-signals
 		fmt.Fprintln(os.Stderr, "audittail: second signal, exiting without waiting for in-flight batches")
 		os.Exit(130)
 	}()

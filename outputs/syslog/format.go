@@ -1,7 +1,6 @@
 package syslog
 
 import (
-	"bytes"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -132,17 +131,21 @@ func (e *encoder) appendParam(dst []byte, name string, raw, sub []byte) []byte {
 }
 
 // appendEscaped appends v with '"', '\' and ']' escaped by a backslash
-// (RFC 5424 6.3.3).
+// (RFC 5424 6.3.3), and control characters (a decoded "\n" in a namespace
+// taken from a request URL) replaced by '?', so that no value can end a
+// message early or forge one under LF framing.
 func appendEscaped(dst, v []byte) []byte {
-	for {
-		i := bytes.IndexAny(v, "\"\\]")
-		if i < 0 {
-			return append(dst, v...)
+	for _, c := range v {
+		switch {
+		case c == '"' || c == '\\' || c == ']':
+			dst = append(dst, '\\', c)
+		case c < 0x20 || c == 0x7f:
+			dst = append(dst, '?')
+		default:
+			dst = append(dst, c)
 		}
-		dst = append(dst, v[:i]...)
-		dst = append(dst, '\\', v[i])
-		v = v[i+1:]
 	}
+	return dst
 }
 
 // appendTimestamp appends an RFC 5424 TIMESTAMP: raw (a stageTimestamp

@@ -50,13 +50,14 @@ type Options struct {
 	// MaxMessageBytes bounds one syslog message (header, structured data
 	// and MSG; not the octet count or LF that frames it). A larger event is
 	// sent without its requestObject and responseObject; if it is still
-	// larger, it is rejected (dead-lettered). Default 64KiB for tcp and
-	// tls. For udp 8000 bytes: under the 8096 bytes a default rsyslog takes
-	// (it cuts a longer message, breaking the JSON), at most 6 Ethernet
-	// fragments, and above the 2048 bytes RFC 5426 says receivers should
-	// take, so that Metadata-level events (1-2KiB) pass whole. The
-	// receiver's limit must be at least this large (rsyslog:
-	// global(maxMessageSize="256k") before the modules are loaded).
+	// larger, it is rejected (dead-lettered). Default 8000 bytes on every
+	// transport: under the 8096 bytes a stock rsyslog takes (it cuts a
+	// longer message, which breaks the JSON and turns the rest into bogus
+	// messages), at most 6 Ethernet fragments over udp, and above the 2048
+	// bytes RFC 5426 says receivers should take, so that Metadata-level
+	// events (1-2KiB) pass whole. To send large events whole, raise the
+	// receiver's limit first (rsyslog: global(maxMessageSize="256k") before
+	// the modules are loaded), then this.
 	MaxMessageBytes ByteSize `yaml:"max_message_bytes"`
 	// TLS configures tls:// addresses: tls.ca_file, tls.cert_file,
 	// tls.key_file, tls.server_name, tls.insecure_skip_verify. The server's
@@ -74,7 +75,7 @@ const (
 	DefaultFacility        = "authpriv"
 	DefaultAppName         = "kube-apiserver"
 	DefaultSDID            = "audit@32473"
-	DefaultMaxStreamBytes  = 64 << 10
+	DefaultMaxStreamBytes  = 8000
 	DefaultMaxDatagramSize = 8000
 	DefaultDialTimeout     = 10 * time.Second
 	DefaultWriteTimeout    = 30 * time.Second
@@ -94,31 +95,8 @@ const (
 	FramingNonTransparent = "non-transparent"
 )
 
-// ByteSize is a size in bytes; YAML accepts a number or a string with a
-// unit: 8KiB, 64KiB, 1MiB (also KB, MB as powers of 1000).
-type ByteSize int
-
-// UnmarshalText parses a size.
-func (b *ByteSize) UnmarshalText(text []byte) error {
-	s := strings.TrimSpace(string(text))
-	units := []struct {
-		suffix string
-		mult   int
-	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"KB", 1000}, {"MB", 1000 * 1000}, {"B", 1}}
-	mult := 1
-	for _, u := range units {
-		if rest, ok := strings.CutSuffix(s, u.suffix); ok {
-			s, mult = strings.TrimSpace(rest), u.mult
-			break
-		}
-	}
-	n, err := strconv.Atoi(s)
-	if err != nil || n < 0 || n > 1<<30 {
-		return fmt.Errorf("invalid size %q (want a number of bytes, or one with KiB or MiB)", text)
-	}
-	*b = ByteSize(n * mult)
-	return nil
-}
+// ByteSize is a size in bytes, as everywhere in the configuration.
+type ByteSize = outputs.ByteSize
 
 // facilities maps the names rsyslog and syslog(3) use to their codes.
 var facilities = map[string]int{

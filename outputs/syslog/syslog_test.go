@@ -767,3 +767,15 @@ type x509UnknownAuthority = x509.UnknownAuthorityError
 const tlsRequireAndVerify = tls.RequireAndVerifyClientCert
 
 func netListen() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }
+
+func TestStructuredDataCannotCarryControlCharacters(t *testing.T) {
+	// A namespace taken from a request URL may hold an escaped newline; it
+	// must not end the message under LF framing.
+	got := string(appendEscaped(nil, []byte("x\n<34>1 2026-11-23T00:00:00Z h a - - - forged\x7f]\"\\")))
+	if strings.ContainsAny(got, "\n\x7f") {
+		t.Fatalf("control characters left in a PARAM-VALUE: %q", got)
+	}
+	if want := `x?<34>1 2026-11-23T00:00:00Z h a - - - forged?\]\"\\`; got != want {
+		t.Fatalf("escaped %q, want %q", got, want)
+	}
+}
