@@ -95,11 +95,11 @@ type follower struct {
 	pending []fileRef // backups known to come after cur, oldest first
 	// When no file is open, prev is the last file read (nil if none) and
 	// floor the earliest rotation time of a backup still to read.
-	prev     *source
-	floor    time.Time
+	prev       *source
+	floor      time.Time
 	done       recentSet // fingerprints of files this process finished
 	lastBackup time.Time // rotation time of the newest backup read (or resumed)
-	listedAt time.Time // when pending was last refreshed
+	listedAt   time.Time // when pending was last refreshed
 
 	buf        []byte
 	start, end int  // unconsumed bytes are buf[start:end]
