@@ -89,45 +89,52 @@ func runBackfill(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	stopProgress()
 	el := time.Since(start)
 
-	sums := a.Summaries()
-	var read, lines, lost, oversize, torn int64
-	seen := map[string]bool{}
-	for _, s := range sums {
-		if seen[s.Input] {
-			continue
+	// Each output has its own pipeline and cursor (a resumed backfill may
+	// find one output done and another not): count per output, and report
+	// the largest as the run's.
+	type outputTotals struct {
+		sent                              agent.OutputSnapshot
+		read, lines, lost, oversize, torn int64
+	}
+	var names []string
+	per := map[string]*outputTotals{}
+	for _, s := range a.Summaries() {
+		t := per[s.Output]
+		if t == nil {
+			t = &outputTotals{sent: s.Sent}
+			per[s.Output] = t
+			names = append(names, s.Output)
 		}
-		seen[s.Input] = true
-		read += s.Read.ReadBytes
-		lines += s.Read.Lines
-		lost += s.Read.LostBytes
-		oversize += s.Read.OversizeLines
-		torn += s.Read.TornLines
+		t.read += s.Read.ReadBytes
+		t.lines += s.Read.Lines
+		t.lost += s.Read.LostBytes
+		t.oversize += s.Read.OversizeLines
+		t.torn += s.Read.TornLines
+	}
+	var run outputTotals
+	for _, name := range names {
+		if t := per[name]; t.read >= run.read {
+			run = *t
+		}
 	}
 	mode := ""
 	if *dryRun {
 		mode = " (dry run: nothing sent)"
 	}
 	fmt.Fprintf(stdout, "backfill%s: %d files (%d gzipped), %d events, %s read in %s (%s/s, %.0f events/s)\n",
-		mode, files, gz, lines, humanBytes(read), el.Round(time.Millisecond), humanBytes(int64(float64(read)/el.Seconds())), float64(lines)/el.Seconds())
-	fmt.Fprintf(stdout, "  skipped lines: %d oversize, %d incomplete; lost (deleted before read): %s\n", oversize, torn, humanBytes(lost))
-	undelivered := lost > 0
-	byOutput := map[string]agent.OutputSnapshot{}
-	var names []string
-	for _, s := range sums {
-		if _, ok := byOutput[s.Output]; !ok {
-			names = append(names, s.Output)
-		}
-		byOutput[s.Output] = s.Sent
-	}
+		mode, files, gz, run.lines, humanBytes(run.read), el.Round(time.Millisecond), humanBytes(int64(float64(run.read)/el.Seconds())), float64(run.lines)/el.Seconds())
+	fmt.Fprintf(stdout, "  skipped lines: %d oversize, %d incomplete; lost (deleted before read): %s\n", run.oversize, run.torn, humanBytes(run.lost))
+	undelivered := run.lost > 0
 	for _, name := range names {
-		o := byOutput[name]
+		t := per[name]
+		o := t.sent
 		var perrs int64
 		for _, n := range o.ParseErrors {
 			perrs += n
 		}
-		fmt.Fprintf(stdout, "  output %s: delivered %d, dead-lettered %d, filtered out %d, invalid lines %d (dropped %d), retries %d\n",
-			name, o.Events, o.DeadLettered, o.Filtered, perrs, o.ParseDropped, o.Retries)
-		if o.DeadLettered > 0 || o.Events+o.Filtered+o.ParseDropped+o.DeadLettered < lines {
+		fmt.Fprintf(stdout, "  output %s: read %d, delivered %d, dead-lettered %d, filtered out %d, invalid lines %d (dropped %d), retries %d\n",
+			name, t.lines, o.Events, o.DeadLettered, o.Filtered, perrs, o.ParseDropped, o.Retries)
+		if o.DeadLettered > 0 || o.Events+o.Filtered+o.ParseDropped+o.DeadLettered < t.lines {
 			undelivered = true
 		}
 	}

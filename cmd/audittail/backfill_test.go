@@ -157,7 +157,7 @@ outputs:
 	if m[1] != fmt.Sprint(len(files)) || m[2] != fmt.Sprint(len(gz)) {
 		t.Fatalf("summary says %s files (%s gzipped), want %d (%d)", m[1], m[2], len(files), len(gz))
 	}
-	delivered := regexp.MustCompile(`output copy: delivered (\d+)`).FindStringSubmatch(stdout.String())
+	delivered := regexp.MustCompile(`output copy: read \d+, delivered (\d+)`).FindStringSubmatch(stdout.String())
 	if delivered == nil || delivered[1] != m[3] {
 		t.Fatalf("summary: %s events read but %v delivered:\n%s", m[3], delivered, stdout.String())
 	}
@@ -248,5 +248,33 @@ func TestBackfillDrawsAProgressBarOnATerminal(t *testing.T) {
 	}
 	if !bytes.Contains(out, []byte("ETA")) || !bytes.Contains(out, []byte("%")) {
 		t.Fatalf("no progress bar on a terminal:\n%q", out)
+	}
+}
+
+func TestBackfillWithTwoOutputsResumesEachOnItsOwn(t *testing.T) {
+	bin := agentBinary(t)
+	dir := t.TempDir()
+	live := filepath.Join(dir, "audit.log")
+	if out, err := exec.Command(bin, "gen", "--path", live, "--events", "3000", "--rate", "0", "--seed", "9").CombinedOutput(); err != nil {
+		t.Fatalf("gen: %v\n%s", err, out)
+	}
+	state := filepath.Join(dir, "state")
+	one := filepath.Join(dir, "one.yaml")
+	two := filepath.Join(dir, "two.yaml")
+	os.WriteFile(one, []byte(fmt.Sprintf("state_dir: %s\ninputs: [{path: %s}]\nmetrics: {listen: \"off\"}\noutputs: [{name: a, type: file, path: %s/a.jsonl}]\n", state, live, dir)), 0o644)
+	os.WriteFile(two, []byte(fmt.Sprintf("state_dir: %s\ninputs: [{path: %s}]\nmetrics: {listen: \"off\"}\noutputs: [{name: b, type: file, path: %s/b.jsonl}, {name: a, type: file, path: %s/a.jsonl}]\n", state, live, dir, dir)), 0o644)
+	if out, err := exec.Command(bin, "backfill", "--config", one).Output(); err != nil {
+		t.Fatalf("first backfill: %v\n%s", err, out)
+	}
+	// Output a is done; b is new: the second run ships everything to b only,
+	// and that is a success.
+	out, err := exec.Command(bin, "backfill", "--config", two).Output()
+	if err != nil {
+		t.Fatalf("second backfill (a done, b new) failed: %v\n%s", err, out)
+	}
+	for _, want := range []string{", 3000 events", "output b: read 3000, delivered 3000", "output a: read 0, delivered 0"} {
+		if !strings.Contains(string(out), want) {
+			t.Fatalf("summary lacks %q:\n%s", want, out)
+		}
 	}
 }

@@ -152,7 +152,7 @@ func timeCat(path string) (time.Duration, error) {
 	return best, nil
 }
 
-var deliveredRe = regexp.MustCompile(`output \S+: delivered (\d+)`)
+var deliveredRe = regexp.MustCompile(`output \S+: read \d+, delivered (\d+)`)
 
 // measure runs backfill on the corpus into one output.
 func measure(bin, dir, corpus, name string) (result, error) {
