@@ -13,24 +13,33 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"gopkg.in/natefinch/lumberjack.v2"
 
 	"github.com/audittail/audittail/outputs"
 )
 
-// maxChunk bounds a single write, so that a rotating file never receives a
-// write larger than its maximum size and a line never straddles two files.
+// maxChunk bounds a single write to a rotating file.
 const maxChunk = 1 << 20
 
 // Output appends batches to a file or a stream.
 type Output struct {
-	mu       sync.Mutex
-	w        io.Writer
-	closer   io.Closer
-	name     string
-	maxWrite int // 0: write the batch in one call
-	closed   bool
+	mu     sync.Mutex
+	w      io.Writer
+	closer io.Closer
+	name   string
+	closed bool
+
+	// A file (plain or rotating) whose size is tracked, so that a failed
+	// write can be cut back to the last complete line, and so that
+	// lumberjack never rotates twice in one millisecond (its backup names
+	// carry milliseconds: the second rename would overwrite the first).
+	path       string
+	size       int64
+	maxSize    int64 // rotating at this size; 0: never
+	lastRotate time.Time
+	chunk      []byte
 }
 
 var _ outputs.Output = (*Output)(nil)
@@ -77,7 +86,10 @@ func New(cfg Options, log *slog.Logger) (*Output, error) {
 	if cut > 0 && log != nil {
 		log.Warn("removed a torn last line left by a crash; it will be sent again", "path", cfg.Path, "bytes", cut)
 	}
-	o := &Output{name: cfg.Path}
+	o := &Output{name: cfg.Path, path: cfg.Path}
+	if fi, err := os.Stat(cfg.Path); err == nil {
+		o.size = fi.Size()
+	}
 	if cfg.MaxSizeMB > 0 {
 		lj := &lumberjack.Logger{
 			Filename:   cfg.Path,
@@ -85,7 +97,7 @@ func New(cfg Options, log *slog.Logger) (*Output, error) {
 			MaxBackups: cfg.MaxBackups,
 			Compress:   cfg.Compress,
 		}
-		o.w, o.closer, o.maxWrite = lj, lj, min(maxChunk, cfg.MaxSizeMB<<20)
+		o.w, o.closer, o.maxSize = lj, lj, int64(cfg.MaxSizeMB)<<20
 		return o, nil
 	}
 	f, err := os.OpenFile(cfg.Path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
@@ -102,8 +114,10 @@ func NewWriter(w io.Writer, name string) *Output {
 	return &Output{w: w, name: name}
 }
 
-// Send writes every line of b. A write error leaves the batch
-// unacknowledged; the agent retries it.
+// Send writes every line of b. A write error cuts the file back to the
+// last complete line and leaves the batch unacknowledged (the agent sends
+// it again). With rotation, a line longer than max_size_mb cannot be
+// written at all: it is rejected (dead-lettered) and the rest written.
 func (o *Output) Send(ctx context.Context, b *outputs.Batch) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -113,37 +127,63 @@ func (o *Output) Send(ctx context.Context, b *outputs.Batch) error {
 	if o.closed {
 		return outputs.ErrClosed
 	}
-	p := b.Bytes()
-	if o.maxWrite == 0 {
-		if _, err := o.w.Write(p); err != nil {
+	if o.path == "" { // a stream
+		if _, err := o.w.Write(b.Bytes()); err != nil {
 			return fmt.Errorf("cannot write to %s: %w", o.name, err)
 		}
 		return nil
 	}
-	for len(p) > 0 {
-		n := chunkLen(p, o.maxWrite)
-		if _, err := o.w.Write(p[:n]); err != nil {
-			return fmt.Errorf("cannot write to %s: %w", o.name, err)
+	if o.maxSize == 0 {
+		return o.write(b.Bytes())
+	}
+	// Rotating: one write per run of lines that fits both the chunk size
+	// and the current file, so that a line never straddles two files.
+	var rejected []int
+	o.chunk = o.chunk[:0]
+	for i := range b.Len() {
+		n := int64(len(b.Line(i)) + 1)
+		if n > o.maxSize {
+			rejected = append(rejected, i)
+			continue
 		}
-		p = p[n:]
+		if len(o.chunk) > 0 && (len(o.chunk)+int(n) > maxChunk || o.size+int64(len(o.chunk))+n > o.maxSize) {
+			if err := o.write(o.chunk); err != nil {
+				return err
+			}
+			o.chunk = o.chunk[:0]
+		}
+		o.chunk = append(append(o.chunk, b.Line(i)...), '\n')
+	}
+	if len(o.chunk) > 0 {
+		if err := o.write(o.chunk); err != nil {
+			return err
+		}
+	}
+	if rejected != nil {
+		return &outputs.RejectedError{Lines: rejected, Err: fmt.Errorf("line longer than max_size_mb (%d bytes)", o.maxSize)}
 	}
 	return nil
 }
 
-// chunkLen returns the length of the longest prefix of p that ends with a
-// newline and is at most max bytes, or the first line if that alone is
-// longer.
-func chunkLen(p []byte, max int) int {
-	if len(p) <= max {
-		return len(p)
+// write appends p to the file, rotating first if lumberjack will.
+func (o *Output) write(p []byte) error {
+	if o.maxSize > 0 && o.size+int64(len(p)) > o.maxSize {
+		// lumberjack rotates on this write: never twice in a millisecond.
+		if d := 2*time.Millisecond - time.Since(o.lastRotate); d > 0 {
+			time.Sleep(d)
+		}
+		o.lastRotate = time.Now()
+		o.size = 0
 	}
-	if i := bytes.LastIndexByte(p[:max], '\n'); i >= 0 {
-		return i + 1
+	if _, err := o.w.Write(p); err != nil {
+		// Cut a partly written line: it would run into the retry's first.
+		if terr := os.Truncate(o.path, o.size); terr != nil {
+			err = errors.Join(err, fmt.Errorf("cannot cut the torn write: %w", terr))
+		}
+		return fmt.Errorf("cannot write to %s: %w", o.name, err)
 	}
-	if i := bytes.IndexByte(p, '\n'); i >= 0 {
-		return i + 1
-	}
-	return len(p)
+	o.size += int64(len(p))
+	return nil
 }
 
 // Close closes the file.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -111,5 +112,59 @@ func TestRotatesWithoutSplittingALine(t *testing.T) {
 	}
 	if total != 5000 {
 		t.Fatalf("%d lines in all files, want 5000", total)
+	}
+}
+
+func TestRotatingManyTimesInABurstLosesNoLine(t *testing.T) {
+	// lumberjack names backups to the millisecond: two rotations in one
+	// millisecond would overwrite a backup.
+	dir := t.TempDir()
+	path := filepath.Join(dir, "out.jsonl")
+	o, err := file.New(file.Options{Path: path, MaxSizeMB: 1}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := `{"pad":"` + string(bytes.Repeat([]byte("p"), 580)) + `"}`
+	for range 10 {
+		b := &outputs.Batch{}
+		for range 3000 {
+			b.Append([]byte(line))
+		}
+		if err := o.Send(context.Background(), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o.Close(context.Background())
+	files, _ := filepath.Glob(filepath.Join(dir, "out*"))
+	total := 0
+	for _, f := range files {
+		data, _ := os.ReadFile(f)
+		total += bytes.Count(data, []byte("\n"))
+	}
+	if total != 30000 {
+		t.Fatalf("%d lines in %d files, want 30000 (acknowledged lines lost)", total, len(files))
+	}
+}
+
+func TestALineLongerThanTheRotationSizeIsRejectedAndTheRestWrittenOnce(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "out.jsonl")
+	o, err := file.New(file.Options{Path: path, MaxSizeMB: 1}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &outputs.Batch{}
+	b.Append([]byte(`{"n":1}`))
+	b.Append(append(append([]byte(`{"big":"`), bytes.Repeat([]byte("x"), 2<<20)...), `"}`...))
+	b.Append([]byte(`{"n":3}`))
+	err = o.Send(context.Background(), b)
+	var rej *outputs.RejectedError
+	if !errors.As(err, &rej) || len(rej.Lines) != 1 || rej.Lines[0] != 1 {
+		t.Fatalf("Send = %v, want line 1 rejected", err)
+	}
+	o.Close(context.Background())
+	got, _ := os.ReadFile(path)
+	if string(got) != "{\"n\":1}\n{\"n\":3}\n" {
+		t.Fatalf("file holds %.100q", got)
 	}
 }
