@@ -25,11 +25,14 @@
 //   - 408, 429 and 5xx except 501, or no answer (connection, TLS, timeout):
 //     retryable; Retry-After (seconds or an HTTP date, capped at
 //     maxRetryAfter) becomes an outputs.RetryAfterError.
-//   - 401 and 403: permanent, unless the ingestion key file or variable now
-//     holds another key (a rotated Secret): then retryable with the new key.
-//   - 3xx (redirects are not followed: a POST turned into a GET would be
-//     acknowledged without delivering anything), 501 and other 4xx:
-//     permanent. Error messages carry at most 1 KiB of the answer's body.
+//   - 401, 403 and 3xx blame the configuration (the key, the URL), not the
+//     events: retried after a minute (outputs.RetryAfterError), so the events
+//     wait in the files and the output turns unready, instead of filling the
+//     dead-letter file. A rotated key (the key file or variable now holds
+//     another key) is used at once. Redirects are not followed: a POST
+//     turned into a GET would be acknowledged without delivering anything.
+//   - 501 and other 4xx: permanent. Error messages carry at most 1 KiB of
+//     the answer's body.
 //
 // 207 Multi-Status: the body is {"status":[<code>,…]}, one HTTP status per
 // line of the request in order, as LogDNA's own clients read it. Lines with
@@ -80,6 +83,7 @@ const (
 )
 
 const (
+	configRetry    = time.Minute      // retry after an answer that blames the configuration (401, 403, 3xx)
 	maxRetryAfter  = 10 * time.Minute // a Retry-After beyond this is capped
 	errBodyLimit   = 1 << 10          // bytes of an error answer kept in the error
 	multiBodyLimit = 4 << 20          // bytes of a 207 answer read
@@ -617,9 +621,12 @@ func (o *Output) post(ctx context.Context, body []byte) result {
 			o.log.Info("logdna output: the ingestion key changed; retrying with the new one", "host", o.host)
 			return result{err: fmt.Errorf("%w (the ingestion key has changed since; retrying with the new one)", err)}
 		}
-		return result{err: fmt.Errorf("%w (check the ingestion key)", err), permanent: true, stop: true}
+		// A revoked key or a wrong URL is the configuration's fault, not
+		// the events': they wait in the files (the output turns unready)
+		// instead of filling the dead-letter file.
+		return result{err: &outputs.RetryAfterError{After: configRetry, Err: fmt.Errorf("%w (check the ingestion key)", err)}}
 	case code >= 300 && code <= 399:
-		return result{err: fmt.Errorf("%w (redirected to %q; redirects are not followed, set url to the final endpoint)", err, resp.Header.Get("Location")), permanent: true}
+		return result{err: &outputs.RetryAfterError{After: configRetry, Err: fmt.Errorf("%w (redirected to %q; redirects are not followed, set url to the final endpoint)", err, resp.Header.Get("Location"))}}
 	}
 	return result{err: err, permanent: true}
 }

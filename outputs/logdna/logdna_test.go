@@ -250,10 +250,10 @@ func TestClassifiesAnswers(t *testing.T) {
 		{"retries a 408", answer{code: 408}, want{}},
 		{"does not retry a 501", answer{code: 501}, want{permanent: true}},
 		{"does not retry a 400 and quotes its body", answer{code: 400, body: `{"error":"lines[3] is not valid"}`}, want{permanent: true, inError: `lines[3] is not valid`}},
-		{"does not retry a 401", answer{code: 401, body: "invalid key"}, want{permanent: true, inError: "invalid key"}},
-		{"does not retry a 403", answer{code: 403, body: "forbidden here"}, want{permanent: true, inError: "forbidden here"}},
+		{"retries a 401 slowly: the key, not the events, is wrong", answer{code: 401, body: "invalid key"}, want{retryAfter: time.Minute, inError: "invalid key"}},
+		{"retries a 403 slowly", answer{code: 403, body: "forbidden here"}, want{retryAfter: time.Minute, inError: "forbidden here"}},
 		{"does not retry a 413", answer{code: 413}, want{permanent: true}},
-		{"does not follow a redirect", answer{code: 302, header: map[string]string{"Location": "/elsewhere"}}, want{permanent: true, inError: "/elsewhere"}},
+		{"does not follow a redirect, retries slowly", answer{code: 302, header: map[string]string{"Location": "/elsewhere"}}, want{retryAfter: time.Minute, inError: "/elsewhere"}},
 		{"resends only the lines a 207 failed", answer{status: lineStatus(map[int]int{1: 500, 4: 429})}, want{partial: []int{1, 4}}},
 		{"rejects only the lines a 207 rejected", answer{status: lineStatus(map[int]int{2: 400})}, want{rejected: []int{2}}},
 		{"resends failed and rejected lines of a mixed 207", answer{status: lineStatus(map[int]int{0: 400, 3: 503})}, want{partial: []int{0, 3}}},
@@ -353,8 +353,9 @@ func TestRetriesWithARotatedKey(t *testing.T) {
 	o := newOutput(t, r, func(o *Options) { o.IngestionKeyFile = path })
 	b, ids := outputstest.NewBatch(2, 5)
 	err := send(o, b)
-	if err == nil || !outputs.IsPermanent(err) || strings.Contains(err.Error(), "old-key-123") {
-		t.Fatalf("Send with a wrong key = %v, want a permanent error that does not show the key", err)
+	var ra *outputs.RetryAfterError
+	if err == nil || outputs.IsPermanent(err) || !errors.As(err, &ra) || strings.Contains(err.Error(), "old-key-123") {
+		t.Fatalf("Send with a wrong key = %v, want a slow retry that does not show the key", err)
 	}
 	os.WriteFile(path, []byte("new-key-456\n"), 0o600) // the Secret is updated
 	err = send(o, b)
@@ -431,13 +432,13 @@ func TestSplitsABatchUnderMaxRequestBytes(t *testing.T) {
 			t.Errorf("received %d, want every event but the rejected %d", len(got), second)
 		}
 	})
-	t.Run("rejects everything after a 401 without sending more", func(t *testing.T) {
+	t.Run("keeps everything after a 401 for a later retry, without sending more", func(t *testing.T) {
 		r.reset()
 		r.then(answer{code: 200}, answer{code: 401, body: "no"})
 		err := send(o, b)
-		var re *outputs.RejectedError
-		if !errors.As(err, &re) || len(re.Lines) != len(ids)-len(r.received()) {
-			t.Fatalf("Send = %v, want RejectedError for every line not accepted", err)
+		var pe *outputs.PartialError
+		if !errors.As(err, &pe) || len(pe.Lines) != len(ids)-len(r.received()) || outputs.IsPermanent(err) {
+			t.Fatalf("Send = %v, want PartialError for every line not accepted", err)
 		}
 		if len(r.got()) != 2 {
 			t.Errorf("%d requests, want none after the 401", len(r.got()))
