@@ -23,6 +23,13 @@ type encoder struct {
 	zw      *gzip.Writer
 	zbuf    appendWriter // zw's destination
 	ev      parser.Event
+
+	// maxRecord bounds one event: a longer one is sent without its objects
+	// (outputs.CutObjects), or not at all (rejected) if still too long.
+	maxRecord int
+	cut       []byte
+	rejected  []int // lines of the last batch left out
+	truncated int64 // events sent cut
 }
 
 // headroom leaves space before the event stream for head and a bin32 header.
@@ -77,7 +84,7 @@ func (e *encoder) encode(b *outputs.Batch, chunk []byte, now time.Time) []byte {
 	e.msg = appendStr(e.msg, "chunk")
 	e.msg = appendStrBytes(e.msg, chunk)
 	e.msg = appendStr(e.msg, "size")
-	e.msg = appendUint(e.msg, uint64(b.Len()))
+	e.msg = appendUint(e.msg, uint64(b.Len()-len(e.rejected)))
 	if e.gzip {
 		e.msg = appendStr(e.msg, "compressed")
 		e.msg = appendStr(e.msg, "gzip")
@@ -85,10 +92,27 @@ func (e *encoder) encode(b *outputs.Batch, chunk []byte, now time.Time) []byte {
 	return e.msg[start:]
 }
 
-// appendEntries appends one [EventTime, record] entry per line of b.
+// appendEntries appends one [EventTime, record] entry per line of b,
+// leaving out (in e.rejected) the lines too long even when cut.
 func (e *encoder) appendEntries(dst []byte, b *outputs.Batch, now time.Time) []byte {
+	e.rejected = e.rejected[:0]
 	for i := range b.Len() {
 		line := b.Line(i)
+		if e.maxRecord > 0 && len(line) > e.maxRecord {
+			ev := b.Event(i)
+			if ev == nil {
+				e.rejected = append(e.rejected, i)
+				continue
+			}
+			var ok bool
+			e.cut, ok = outputs.CutObjects(e.cut[:0], line, ev, e.maxRecord)
+			if !ok || len(e.cut) > e.maxRecord {
+				e.rejected = append(e.rejected, i)
+				continue
+			}
+			line = e.cut
+			e.truncated++
+		}
 		sec, nsec := e.eventTime(b, i, line, now)
 		dst = append(dst, 0x92, 0xd7, 0x00)
 		dst = binary.BigEndian.AppendUint32(dst, sec)

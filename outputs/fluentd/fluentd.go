@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -66,7 +67,9 @@ func New(o Options, log *slog.Logger) (*Output, error) {
 	if s.useTLS && s.tls.InsecureSkipVerify {
 		log.Warn("TLS CERTIFICATE VERIFICATION IS OFF (tls.insecure_skip_verify): anyone on the path can read and change the audit events; use it only in tests")
 	}
-	return &Output{s: s, log: log, enc: newEncoder(s.tag, s.gzip)}, nil
+	enc := newEncoder(s.tag, s.gzip)
+	enc.maxRecord = s.maxRecord
+	return &Output{s: s, log: log, enc: enc}, nil
 }
 
 // Send delivers b as one message and waits for its ack. An error leaves the
@@ -105,6 +108,13 @@ func (o *Output) Send(ctx context.Context, b *outputs.Batch) error {
 	var chunk [24]byte
 	newChunk(&chunk)
 	msg := o.enc.encode(b, chunk[:], time.Now())
+	var rejected error
+	if n := len(o.enc.rejected); n > 0 {
+		rejected = &outputs.RejectedError{Lines: slices.Clone(o.enc.rejected), Err: fmt.Errorf("event longer than max_record_bytes (%d) even without its objects", o.s.maxRecord)}
+		if n == b.Len() {
+			return rejected
+		}
+	}
 
 	c := o.conn
 	stop := c.watch(ctx)
@@ -120,7 +130,15 @@ func (o *Output) Send(ctx context.Context, b *outputs.Batch) error {
 	if !usable || !c.keepalive {
 		o.drop()
 	}
-	return nil
+	return rejected
+}
+
+// Truncated returns how many events were sent without their objects to fit
+// max_record_bytes (counted when encoded; a resent batch counts again).
+func (o *Output) Truncated() int64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.enc.truncated
 }
 
 // exchange writes msg and waits for the ack of chunk.

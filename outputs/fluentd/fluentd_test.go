@@ -737,3 +737,33 @@ func TestEncodeDoesNotAllocate(t *testing.T) {
 		}
 	}
 }
+
+func TestARecordOverMaxRecordBytesIsCutOrRejected(t *testing.T) {
+	r := startReceiver(t, fluentdtest.Config{})
+	o := newOutput(t, Options{Address: r.Addr(), MaxRecordBytes: 64 << 10})
+	big := strings.Repeat("x", 100<<10)
+	b := &outputs.Batch{}
+	b.Append([]byte(`{"kind":"Event","auditID":"small","stageTimestamp":"2026-11-23T10:54:44.671393Z"}`))
+	b.Append([]byte(`{"kind":"Event","auditID":"cut","requestObject":{"data":"` + big + `"},"stageTimestamp":"2026-11-23T10:54:44.671393Z"}`))
+	b.Append([]byte(`not json ` + big))
+	b.Parse(nil)
+	err := send(t, o, b)
+	var rej *outputs.RejectedError
+	if !errors.As(err, &rej) || !slices.Equal(rej.Lines, []int{2}) {
+		t.Fatalf("Send = %v, want line 2 rejected", err)
+	}
+	got := r.Entries()
+	if len(got) != 2 || got[0].Record["auditID"] != "small" || got[1].Record["auditID"] != "cut" {
+		t.Fatalf("received %d entries, want small and cut", len(got))
+	}
+	if _, ok := got[1].Record["requestObject"]; ok {
+		t.Fatal("the cut event kept its requestObject")
+	}
+	ann, _ := got[1].Record["annotations"].(map[string]any)
+	if ann[outputs.TruncatedAnnotation] != "requestObject" || o.Truncated() != 1 {
+		t.Fatalf("annotation %v, Truncated() %d", ann, o.Truncated())
+	}
+	if m := r.Messages(); len(m) != 1 || m[0].Size != 2 {
+		t.Fatalf("messages %+v, want one with size 2", m)
+	}
+}

@@ -20,6 +20,9 @@ const (
 	DefaultDialTimeout  = 10 * time.Second
 	DefaultWriteTimeout = 30 * time.Second
 	DefaultKeepalive    = 30 * time.Second
+	// DefaultMaxRecordBytes keeps a message with one large event under
+	// Fluent Bit in_forward's 6 MB Buffer_Max_Size.
+	DefaultMaxRecordBytes = 4 << 20
 )
 
 // Options are the `fluentd` output's keys.
@@ -38,6 +41,8 @@ type Options struct {
 	WriteTimeout time.Duration `yaml:"write_timeout"`
 	// Keepalive is the TCP keepalive idle time (default 30s; negative disables TCP keepalive).
 	Keepalive time.Duration `yaml:"keepalive"`
+	// MaxRecordBytes bounds one event (default 4MiB, under Fluent Bit's 6 MB buffer): a longer one is sent without its responseObject (then requestObject), or rejected (dead-lettered) if still too long.
+	MaxRecordBytes outputs.ByteSize `yaml:"max_record_bytes"`
 	// SharedKeyFile holds the shared_key for the HELO/PING/PONG handshake; trailing newlines are ignored (default: no handshake).
 	SharedKeyFile string `yaml:"shared_key_file"`
 	// SharedKeyEnv names an environment variable that holds the shared_key, instead of shared_key_file.
@@ -71,6 +76,7 @@ type settings struct {
 	dialTimeout  time.Duration
 	writeTimeout time.Duration
 	keepalive    time.Duration
+	maxRecord    int
 
 	sharedKey []byte // nil: no handshake
 	hostname  string
@@ -121,6 +127,16 @@ func (o Options) validate() (*settings, error) {
 	}
 	if s.keepalive == 0 {
 		s.keepalive = DefaultKeepalive
+	}
+	switch {
+	case o.MaxRecordBytes < 0:
+		return nil, fmt.Errorf("max_record_bytes: must not be negative")
+	case o.MaxRecordBytes == 0:
+		s.maxRecord = DefaultMaxRecordBytes
+	case o.MaxRecordBytes < 1024:
+		return nil, fmt.Errorf("max_record_bytes: %d is too small (at least 1KiB)", o.MaxRecordBytes)
+	default:
+		s.maxRecord = int(o.MaxRecordBytes)
 	}
 
 	key, err := readSecret("shared_key", o.SharedKeyFile, o.SharedKeyEnv)
