@@ -118,7 +118,7 @@ func (o *Output) Send(ctx context.Context, b *outputs.Batch) error {
 
 	c := o.conn
 	stop := c.watch(ctx)
-	err := o.exchange(c, msg, chunk[:])
+	err := o.exchange(ctx, c, msg, chunk[:])
 	usable := stop()
 	if err != nil {
 		o.drop()
@@ -141,13 +141,22 @@ func (o *Output) Truncated() int64 {
 	return o.enc.truncated
 }
 
-// exchange writes msg and waits for the ack of chunk.
-func (o *Output) exchange(c *conn, msg, chunk []byte) error {
+// exchange writes msg and waits for the ack of chunk. watch cuts the
+// deadlines short when ctx is done; a cancellation that came before the
+// deadlines were set is caught by the check after them.
+func (o *Output) exchange(ctx context.Context, c *conn, msg, chunk []byte) error {
 	c.nc.SetWriteDeadline(time.Now().Add(o.s.writeTimeout))
+	c.nc.SetReadDeadline(time.Now().Add(o.s.ackTimeout))
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	if _, err := c.nc.Write(msg); err != nil {
 		return fmt.Errorf("cannot send to fluentd at %s: %w", o.s.display, err)
 	}
 	c.nc.SetReadDeadline(time.Now().Add(o.s.ackTimeout))
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	v, err := readValue(c.br, 0)
 	if err != nil {
 		var ne net.Error
