@@ -204,11 +204,10 @@ func TestMessagesParseWithGoSyslog(t *testing.T) {
 				r = newReceiver(t, c.scheme, mod)
 			}
 			n := 300
-			var opts func(*Options)
 			if c.scheme == "udp" {
-				n = 40                                                // a loopback socket buffer holds them all
-				opts = func(o *Options) { o.MaxMessageBytes = 60000 } // nothing cut
+				n = 40 // a loopback socket buffer holds them all
 			}
+			opts := func(o *Options) { o.MaxMessageBytes = 60000 } // nothing cut
 			o := newOutput(t, r, opts)
 			b, ids := outputstest.NewBatch(7, n)
 			send(t, o, b)
@@ -668,7 +667,7 @@ func TestALargeEventIsSentWithoutItsObjectsOrRejected(t *testing.T) {
 }
 
 func TestEncodingAllocatesNothingPerEvent(t *testing.T) {
-	o, err := New(Options{Address: "tcp://127.0.0.1:514", Hostname: testHost}, nil)
+	o, err := New(Options{Address: "tcp://127.0.0.1:514", Hostname: testHost, MaxMessageBytes: 256 << 10}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -721,7 +720,7 @@ func TestBlockedWriteIsInterruptedByTheContext(t *testing.T) {
 			time.Sleep(10 * time.Second)
 		}
 	}()
-	o, err := New(Options{Address: "tcp://" + ln.Addr().String(), Hostname: testHost}, nil)
+	o, err := New(Options{Address: "tcp://" + ln.Addr().String(), Hostname: testHost, MaxMessageBytes: 256 << 10}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
