@@ -338,11 +338,12 @@ func (r *stressRun) whereIs(id string) string {
 	return strings.Join(found, ", ")
 }
 
-// waitCompressed waits for lumberjack's background compression to finish,
-// so that the test's temporary directory can be removed.
+// waitCompressedInTest waits for lumberjack's background compression to
+// finish, so that the test's temporary directory can be removed. Under the
+// race detector gzip is slow: 200 backups can take most of a minute.
 func waitCompressedInTest(t *testing.T, dir string) {
 	t.Cleanup(func() {
-		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 			plain, _ := filepath.Glob(filepath.Join(dir, "audit-*.log"))
 			if len(plain) == 0 {
 				time.Sleep(50 * time.Millisecond)
