@@ -25,6 +25,7 @@ import (
 
 	"github.com/audittail/audittail/outputs"
 	"github.com/audittail/audittail/outputs/file"
+	srcfile "github.com/audittail/audittail/source/file"
 )
 
 // harness runs an Agent in-process with a file output and gives the test
@@ -180,8 +181,8 @@ func appendLines(t *testing.T, path string, lines []string) {
 }
 
 func backupName(input string, ts time.Time) string {
-	n := newLogName(input)
-	return filepath.Join(n.dir, n.prefix+ts.UTC().Format(backupTimeFormat)+n.ext)
+	ext := filepath.Ext(input)
+	return strings.TrimSuffix(input, ext) + "-" + ts.UTC().Format("2006-01-02T15-04-05.000") + ext
 }
 
 func gzipFile(t *testing.T, path string) {
@@ -202,10 +203,53 @@ func gzipFile(t *testing.T, path string) {
 	}
 }
 
+// summarizeIDs shows lines made by event as runs of ids: 0-99,300-399.
+func summarizeIDs(lines []string) string {
+	var b strings.Builder
+	prev, start := -2, -2
+	flush := func() {
+		if start >= 0 {
+			fmt.Fprintf(&b, "%d-%d,", start, prev)
+		}
+	}
+	for _, l := range lines {
+		var n int
+		if _, err := fmt.Sscanf(l, `{"kind":"Event","auditID":"id-%06d"`, &n); err != nil {
+			n = -1
+		}
+		if n != prev+1 {
+			flush()
+			start = n
+		}
+		prev = n
+	}
+	flush()
+	return b.String()
+}
+
+// storedCursor reads the checkpointed file position of output in input.
+func storedCursor(t *testing.T, stateDir, output, input string) (srcfile.Cursor, bool) {
+	t.Helper()
+	st, err := OpenStore(stateDir, false, checkFilePosition)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	raw := st.Position(output, input)
+	if raw == nil {
+		return srcfile.Cursor{}, false
+	}
+	c, err := srcfile.DecodePosition(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, true
+}
+
 func assertLines(t *testing.T, got, want []string) {
 	t.Helper()
 	if len(got) != len(want) {
-		t.Fatalf("got %d lines, want %d\nfirst got: %.200q", len(got), len(want), got)
+		t.Fatalf("got %d lines, want %d\ngot: %s", len(got), len(want), summarizeIDs(got))
 	}
 	for i := range want {
 		if got[i] != want[i] {
@@ -457,7 +501,7 @@ func TestCountsQueuedBackupsDeletedWhileTheOutputWasDown(t *testing.T) {
 	s := h.stop()
 	assertLines(t, got, append(events(0, 100), events(300, 400)...))
 	if s.Read.LostFiles != 2 || s.Read.LostBytes != st1.Size()+st2.Size() {
-		t.Fatalf("lost: %d files %d bytes, want 2 files %d bytes", s.Read.LostFiles, s.Read.LostBytes, st1.Size()+st2.Size())
+		t.Fatalf("lost: %d files %d bytes, want 2 files %d bytes\n%s", s.Read.LostFiles, s.Read.LostBytes, st1.Size()+st2.Size(), h.logBuf.String())
 	}
 	for _, b := range backups[1:] {
 		if !strings.Contains(h.logBuf.String(), b) {
@@ -552,11 +596,7 @@ func TestCheckpointNeverPassesWhatTheOutputDidNotAcknowledge(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	st, err := OpenStore(h.cfg.StateDir, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, ok := st.Cursor("test", h.input)
+	c, ok := storedCursor(t, h.cfg.StateDir, "test", h.input)
 	if !ok || c.Offset != 0 {
 		t.Fatalf("checkpoint moved to %d without an acknowledgement", c.Offset)
 	}
@@ -842,8 +882,7 @@ func TestPermanentRejectionsGoToTheDeadLetterFile(t *testing.T) {
 		t.Fatalf("dead-lettered %v, want %v", ids, want)
 	}
 	// The checkpoint moved past the rejected events: a restart sends nothing again.
-	st, _ := OpenStore(h.cfg.StateDir, false)
-	c, _ := st.Cursor("test", h.input)
+	c, _ := storedCursor(t, h.cfg.StateDir, "test", h.input)
 	fi, _ := os.Stat(h.input)
 	if c.Offset != fi.Size() {
 		t.Fatalf("checkpoint at %d, want the end of the file %d", c.Offset, fi.Size())

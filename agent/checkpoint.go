@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -23,42 +24,21 @@ const checkpointVersion = 1
 // the file aside and starts over from each input's start_at.
 var ErrCorruptCheckpoint = errors.New("corrupt checkpoint")
 
-// Cursor is how far one output has delivered one input: the file it was
-// reading and the offset just past the last acknowledged line.
-type Cursor struct {
-	// Path is where the file was when the cursor was taken.
-	Path string `json:"path"`
-	Dev  uint64 `json:"dev,omitempty"`
-	Ino  uint64 `json:"ino,omitempty"`
-	// FP is the fingerprint of the file's first line; empty when nothing of
-	// the file was delivered yet (then the cursor means: start at Offset of
-	// the first file written after Order).
-	FP fingerprint `json:"fingerprint"`
-	// Offset is in decompressed bytes.
-	Offset int64 `json:"offset"`
-	// Size is the file's size when last seen, to count lost bytes if the
-	// file disappears before it is read to the end.
-	Size int64 `json:"size"`
-	// Order places the file among the rotated backups: its lumberjack
-	// rotation time when known, otherwise the time the agent first opened
-	// it as the live file (which is before it was rotated).
-	Order time.Time `json:"order"`
-	// Pending are the backups known to be newer than this file and not yet
-	// read when the cursor was taken; if they are gone at restart, their
-	// bytes are counted as lost.
-	Pending []fileRef `json:"pending,omitempty"`
-}
-
 type checkpointFile struct {
 	Version int `json:"version"`
-	// Cursors maps output name, then input path, to the cursor.
-	Cursors map[string]map[string]Cursor `json:"cursors"`
+	// Cursors maps output name, then input path, to the position's state
+	// as its source encoded it (for a file input, a file.Cursor).
+	Cursors map[string]map[string]json.RawMessage `json:"cursors"`
 }
 
-// Store holds the cursors of every pipeline and writes them atomically to
-// state_dir/checkpoint.json. It is safe for concurrent use.
+// Store holds each output's position in each input and writes them
+// atomically to state_dir/checkpoint.json. It knows nothing of what a
+// position holds: each source encodes its own. It is safe for concurrent
+// use.
 type Store struct {
-	path string
+	path  string
+	check CheckFunc
+	lock  *os.File // flock held while the store is open
 
 	mu     sync.Mutex
 	state  checkpointFile
@@ -78,19 +58,34 @@ type Store struct {
 // temporary files left by a crash during a write. With reset, an existing
 // checkpoint is renamed aside (checkpoint.json.reset-<time>) and the store
 // starts empty.
-func OpenStore(dir string, reset bool) (*Store, error) {
-	return openStore(dir, CheckpointFile, reset)
+func OpenStore(dir string, reset bool, check CheckFunc) (*Store, error) {
+	return openStore(dir, CheckpointFile, reset, check)
 }
+
+// CheckFunc validates a stored position of output in input; an error makes
+// the checkpoint file unusable (as a torn one is).
+type CheckFunc func(output, input string, state json.RawMessage) error
 
 // BackfillCheckpointFile holds backfill's cursors, apart from the agent's.
 const BackfillCheckpointFile = "backfill-checkpoint.json"
 
-func openStore(dir, name string, reset bool) (*Store, error) {
+func openStore(dir, name string, reset bool, check CheckFunc) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("cannot create state_dir %s: %w", dir, err)
 	}
-	s := &Store{path: filepath.Join(dir, name)}
-	s.state = checkpointFile{Version: checkpointVersion, Cursors: map[string]map[string]Cursor{}}
+	s := &Store{path: filepath.Join(dir, name), check: check}
+	lock, err := lockState(s.path)
+	if err != nil {
+		return nil, err
+	}
+	s.lock = lock
+	ok := false
+	defer func() {
+		if !ok {
+			s.Close()
+		}
+	}()
+	s.state = checkpointFile{Version: checkpointVersion, Cursors: map[string]map[string]json.RawMessage{}}
 	synced := s.path + syncedSuffix
 	stray, _ := filepath.Glob(filepath.Join(dir, name+".tmp-*"))
 	strayCopies, _ := filepath.Glob(filepath.Join(dir, name+syncedSuffix+".tmp-*"))
@@ -106,16 +101,19 @@ func openStore(dir, name string, reset bool) (*Store, error) {
 				return nil, fmt.Errorf("cannot move checkpoint %s aside: %w", p, err)
 			}
 		}
+		ok = true
 		return s, nil
 	}
-	err := readCheckpoint(s.path, &s.state)
+	err = s.read(s.path)
 	if err == nil || errors.Is(err, os.ErrNotExist) && !exists(synced) {
+		ok = true
 		return s, nil
 	}
 	// The checkpoint written after the last batch was not fsynced: after a
 	// crash of the machine it may be empty or torn. The last fsynced copy
 	// is a little older, and safe.
-	if serr := readCheckpoint(synced, &s.state); serr == nil {
+	if serr := s.read(synced); serr == nil {
+		ok = true
 		s.Recovered = fmt.Sprintf("checkpoint %s unusable (%v); resumed from the last fsynced copy %s, so up to checkpoint_interval of events may be sent again", s.path, err, synced)
 		return s, nil
 	}
@@ -134,16 +132,16 @@ func exists(path string) bool {
 	return err == nil
 }
 
-// readCheckpoint reads and strictly decodes one checkpoint file.
-func readCheckpoint(path string, st *checkpointFile) error {
+// read reads and strictly decodes one checkpoint file.
+func (s *Store) read(path string) error {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return err
 	}
-	return decodeCheckpoint(data, st)
+	return decodeCheckpoint(data, &s.state, s.check)
 }
 
-func decodeCheckpoint(data []byte, st *checkpointFile) error {
+func decodeCheckpoint(data []byte, st *checkpointFile, check CheckFunc) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	var f checkpointFile
@@ -157,12 +155,15 @@ func decodeCheckpoint(data []byte, st *checkpointFile) error {
 		return fmt.Errorf("unsupported version %d (want %d)", f.Version, checkpointVersion)
 	}
 	if f.Cursors == nil {
-		f.Cursors = map[string]map[string]Cursor{}
+		f.Cursors = map[string]map[string]json.RawMessage{}
 	}
 	for out, m := range f.Cursors {
 		for in, c := range m {
-			if c.Offset < 0 || c.Size < 0 || (c.FP.Len > 0) != (c.FP.Sum != "") {
-				return fmt.Errorf("invalid cursor for output %q input %q", out, in)
+			if check == nil {
+				continue
+			}
+			if err := check(out, in, c); err != nil {
+				return fmt.Errorf("invalid position for output %q input %q: %w", out, in, err)
 			}
 		}
 	}
@@ -173,21 +174,21 @@ func decodeCheckpoint(data []byte, st *checkpointFile) error {
 // Path returns the checkpoint file's path.
 func (s *Store) Path() string { return s.path }
 
-// Cursor returns the cursor of output for input.
-func (s *Store) Cursor(output, input string) (Cursor, bool) {
+// Position returns the stored position state of output in input (nil if
+// none).
+func (s *Store) Position(output, input string) json.RawMessage {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c, ok := s.state.Cursors[output][input]
-	return c, ok
+	return s.state.Cursors[output][input]
 }
 
-// Set records a cursor in memory; Flush makes it durable.
-func (s *Store) Set(output, input string, c Cursor) {
+// Set records a position in memory; Flush makes it durable.
+func (s *Store) Set(output, input string, c json.RawMessage) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	m := s.state.Cursors[output]
 	if m == nil {
-		m = map[string]Cursor{}
+		m = map[string]json.RawMessage{}
 		s.state.Cursors[output] = m
 	}
 	m[input] = c
@@ -276,4 +277,50 @@ func writeFileAtomic(path string, data []byte, sync bool) error {
 		return fmt.Errorf("cannot sync state_dir %s: %w", dir, err)
 	}
 	return nil
+}
+
+// lockSuffix names the lock file beside a checkpoint.
+const lockSuffix = ".lock"
+
+// lockState takes an exclusive, non-blocking flock on path+".lock" and
+// writes our pid into it, so that a second agent on the same state_dir (a
+// systemd unit and a DaemonSet on one k3s node, a debug run) fails at
+// start naming the first, instead of removing its temporary checkpoints.
+// The lock goes with the process: a crash never leaves it stale.
+func lockState(path string) (*os.File, error) {
+	lp := path + lockSuffix
+	f, err := os.OpenFile(lp, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("cannot open lock file %s: %w", lp, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		holder, _ := os.ReadFile(lp)
+		f.Close()
+		who := strings.TrimSpace(string(holder))
+		if who == "" {
+			who = "unknown pid"
+		}
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%w: %s is locked by another audittail process (%s); two agents must not share a state_dir (give each its own, or stop the other one)", ErrLocked, lp, who)
+		}
+		return nil, fmt.Errorf("cannot lock %s: %w", lp, err)
+	}
+	if err := f.Truncate(0); err == nil {
+		fmt.Fprintf(f, "pid %d\n", os.Getpid())
+	}
+	return f, nil
+}
+
+// ErrLocked is returned (wrapped) when another process holds the state.
+var ErrLocked = errors.New("state_dir in use")
+
+// Close releases the lock on the state. The store must not be flushed
+// after Close.
+func (s *Store) Close() error {
+	if s.lock == nil {
+		return nil
+	}
+	err := s.lock.Close()
+	s.lock = nil
+	return err
 }

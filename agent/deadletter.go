@@ -2,6 +2,7 @@ package agent
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	"gopkg.in/natefinch/lumberjack.v2"
+
+	"github.com/audittail/audittail/outputs"
 )
 
 // deadLetter is the JSON-lines file that keeps the events an output
@@ -17,10 +20,11 @@ import (
 // lumberjack at 100 MB and compressed, and no rotated file is ever deleted:
 // removing them is the operator's call. It is opened on first use.
 type deadLetter struct {
-	path string
-	mu   sync.Mutex
-	w    *lumberjack.Logger
-	buf  []byte
+	path  string
+	mu    sync.Mutex
+	w     *lumberjack.Logger
+	buf   []byte
+	dirty bool // written since the last sync
 }
 
 func newDeadLetter(path string) *deadLetter { return &deadLetter{path: path} }
@@ -34,7 +38,7 @@ type deadRecord struct {
 	Raw    string          `json:"raw,omitempty"` // the line, when it is not valid JSON
 }
 
-func (d *deadLetter) write(output string, pb *pendingBatch, lines []int, cause error) error {
+func (d *deadLetter) write(output string, b *outputs.Batch, lines []int, cause error) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.w == nil {
@@ -46,8 +50,8 @@ func (d *deadLetter) write(output string, pb *pendingBatch, lines []int, cause e
 	d.buf = d.buf[:0]
 	now := time.Now().UTC()
 	for _, i := range lines {
-		rec := deadRecord{Time: now, Output: output, Input: pb.input, Error: cause.Error()}
-		line := pb.Line(i)
+		rec := deadRecord{Time: now, Output: output, Input: b.Input, Error: cause.Error()}
+		line := b.Line(i)
 		if json.Valid(line) {
 			rec.Event = line
 		} else {
@@ -62,6 +66,7 @@ func (d *deadLetter) write(output string, pb *pendingBatch, lines []int, cause e
 	if _, err := d.w.Write(d.buf); err != nil {
 		return fmt.Errorf("cannot write dead-letter file %s: %w", d.path, err)
 	}
+	d.dirty = true
 	return nil
 }
 
@@ -72,4 +77,28 @@ func (d *deadLetter) close() error {
 		return nil
 	}
 	return d.w.Close()
+}
+
+// sync fsyncs the dead-letter file, so that events the checkpoint moved
+// past survive a crash of the machine here too.
+func (d *deadLetter) sync() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.w == nil || !d.dirty {
+		return nil
+	}
+	d.dirty = false
+	// lumberjack keeps its file to itself: reopen the path to fsync it.
+	f, err := os.OpenFile(d.path, os.O_WRONLY, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("cannot sync dead-letter file %s: %w", d.path, err)
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("cannot sync dead-letter file %s: %w", d.path, err)
+	}
+	return nil
 }

@@ -14,106 +14,114 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/audittail/audittail/source/file"
 )
 
 var (
-	descReadBytes   = prometheus.NewDesc("audittail_read_bytes_total", "Bytes read from the input's files (decompressed), summed over the outputs' pipelines.", []string{"input"}, nil)
-	descEvents      = prometheus.NewDesc("audittail_events_total", "Events by outcome: delivered (acknowledged by the output), dead_lettered (rejected by it, kept in the dead-letter file), dropped (invalid lines, on_parse_error: drop).", []string{"output", "result"}, nil)
-	descParseErrors = prometheus.NewDesc("audittail_parse_errors_total", "Lines that are not valid audit events, by reason (oversize and torn lines are skipped; the others are forwarded or dropped per on_parse_error).", []string{"output", "reason"}, nil)
-	descBatches     = prometheus.NewDesc("audittail_batches_total", "Send attempts of batches by result (ok, failed).", []string{"output", "result"}, nil)
-	descRetries     = prometheus.NewDesc("audittail_retries_total", "Batches sent again after a failure.", []string{"output"}, nil)
-	descLag         = prometheus.NewDesc("audittail_checkpoint_lag_bytes", "Bytes written to the inputs' files and not yet acknowledged by the output.", []string{"output"}, nil)
-	descLost        = prometheus.NewDesc("audittail_lost_bytes_total", "Bytes deleted by rotation before they were read (at least this many).", []string{"input"}, nil)
-	descRotations   = prometheus.NewDesc("audittail_rotations_total", "Moves from one file of the input to the next.", []string{"input"}, nil)
-	descLastEvent   = prometheus.NewDesc("audittail_last_event_timestamp_seconds", "stageTimestamp of the newest event the output acknowledged.", []string{"output"}, nil)
-	descDeadLetter  = prometheus.NewDesc("audittail_dead_letter_events_total", "Events written to the output's dead-letter file.", []string{"output"}, nil)
-	descBuildInfo   = prometheus.NewDesc("audittail_build_info", "Build information.", []string{"version", "goversion"}, nil)
-	descReady       = prometheus.NewDesc("audittail_ready", "1 when /readyz reports ready.", nil, nil)
-	descCut         = prometheus.NewDesc("audittail_events_cut_total", "Events sent with requestObject/responseObject cut out to fit the output's size limit (line_limit, max_message_bytes).", []string{"output"}, nil)
+	descReadBytes       = prometheus.NewDesc("audittail_read_bytes_total", "Bytes read from the input's files (decompressed): once for all outputs, plus what outputs behind the shared reader read again on their own.", []string{"input"}, nil)
+	descEvents          = prometheus.NewDesc("audittail_events_total", "Events by outcome: delivered (acknowledged by the output), dead_lettered (rejected by it, kept in the dead-letter file), dropped (invalid lines, on_parse_error: drop).", []string{"output", "result"}, nil)
+	descParseErrors     = prometheus.NewDesc("audittail_parse_errors_total", "Lines that are not valid audit events, by reason (oversize and torn lines are skipped; the others are forwarded or dropped per on_parse_error).", []string{"output", "reason"}, nil)
+	descBatches         = prometheus.NewDesc("audittail_batches_total", "Send attempts of batches by result (ok, failed).", []string{"output", "result"}, nil)
+	descRetries         = prometheus.NewDesc("audittail_retries_total", "Batches sent again after a failure.", []string{"output"}, nil)
+	descLag             = prometheus.NewDesc("audittail_checkpoint_lag_bytes", "Bytes written to the inputs' files and not yet acknowledged by the output.", []string{"output"}, nil)
+	descLost            = prometheus.NewDesc("audittail_lost_bytes_total", "Bytes deleted by rotation before they were read (at least this many).", []string{"input"}, nil)
+	descLostFiles       = prometheus.NewDesc("audittail_lost_files_total", "Files deleted (wholly or partly) before they were read.", []string{"input"}, nil)
+	descCheckpointFails = prometheus.NewDesc("audittail_checkpoint_failures_total", "Checkpoint writes that failed (a full disk, a read-only state_dir); delivery goes on, a crash would re-send more.", nil, nil)
+	descCatchUp         = prometheus.NewDesc("audittail_catchup_chunks_total", "Chunks an output read on a reader of its own while it was behind the shared input.", []string{"output"}, nil)
+	descRotations       = prometheus.NewDesc("audittail_rotations_total", "Moves from one file of the input to the next.", []string{"input"}, nil)
+	descLastEvent       = prometheus.NewDesc("audittail_last_event_timestamp_seconds", "stageTimestamp of the newest event the output acknowledged.", []string{"output"}, nil)
+	descDeadLetter      = prometheus.NewDesc("audittail_dead_letter_events_total", "Events written to the output's dead-letter file.", []string{"output"}, nil)
+	descBuildInfo       = prometheus.NewDesc("audittail_build_info", "Build information.", []string{"version", "goversion"}, nil)
+	descReady           = prometheus.NewDesc("audittail_ready", "1 when /readyz reports ready.", nil, nil)
+	descCut             = prometheus.NewDesc("audittail_events_cut_total", "Events sent with requestObject/responseObject cut out to fit the output's size limit (line_limit, max_message_bytes).", []string{"output"}, nil)
 )
 
 type collector struct{ a *Agent }
 
 // Collector exports the agent's counters to Prometheus. The counters live
-// in the pipelines and are read at scrape time.
+// in the inputs, outputs and streams and are read at scrape time; no read
+// waits on a send.
 func (a *Agent) Collector() prometheus.Collector { return collector{a} }
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descReadBytes, descEvents, descParseErrors, descBatches, descRetries, descLag, descLost, descRotations, descLastEvent, descDeadLetter, descBuildInfo, descReady, descCut} {
+	for _, d := range []*prometheus.Desc{descReadBytes, descEvents, descParseErrors, descBatches, descRetries, descLag, descLost, descLostFiles, descRotations, descLastEvent, descDeadLetter, descBuildInfo, descReady, descCut, descCheckpointFails, descCatchUp} {
 		ch <- d
 	}
-	for _, p := range c.a.pipelines {
-		p.stats.sendSeconds.Describe(ch)
+	for _, o := range c.a.outputs {
+		o.stats.sendSeconds.Describe(ch)
 	}
 }
 
 func (c collector) Collect(ch chan<- prometheus.Metric) {
+	a := c.a
 	counter := func(d *prometheus.Desc, v int64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
 	}
-	type inputTotals struct{ read, lost, rotations int64 }
-	inputs := map[string]*inputTotals{}
-	for _, in := range c.a.cfg.Inputs {
-		inputs[in.Path] = &inputTotals{}
+	var oversize, torn int64
+	for _, in := range a.inputs {
+		st := in.stats
+		counter(descReadBytes, st.ReadBytes.Load(), in.cfg.Path)
+		counter(descLost, st.LostBytes.Load(), in.cfg.Path)
+		counter(descLostFiles, st.LostFiles.Load(), in.cfg.Path)
+		counter(descRotations, st.Rotations.Load(), in.cfg.Path)
+		oversize += st.OversizeLines.Load()
+		torn += st.TornLines.Load()
 	}
-	for _, p := range c.a.pipelines {
-		st := p.stats
-		counter(descEvents, st.Events.Load(), p.name, "delivered")
-		counter(descEvents, st.DeadLettered.Load(), p.name, "dead_lettered")
-		counter(descEvents, st.ParseDropped.Load(), p.name, "dropped")
-		var oversize, torn int64
-		for _, in := range p.inputs {
-			t := inputs[in.cfg.Path]
-			t.read += in.stats.ReadBytes.Load()
-			// Every pipeline sees the same rotations and losses: report them once.
-			t.lost = max(t.lost, in.stats.LostBytes.Load())
-			t.rotations = max(t.rotations, in.stats.Rotations.Load())
-			oversize += in.stats.OversizeLines.Load()
-			torn += in.stats.TornLines.Load()
-		}
-		counter(descParseErrors, oversize, p.name, "oversize")
-		counter(descParseErrors, torn, p.name, "torn")
+	for _, o := range a.outputs {
+		st := o.stats
+		counter(descEvents, st.Events.Load(), o.name, "delivered")
+		counter(descEvents, st.DeadLettered.Load(), o.name, "dead_lettered")
+		counter(descEvents, st.ParseDropped.Load(), o.name, "dropped")
+		// Oversize and torn lines are skipped by the reader, before any
+		// output: every output misses them.
+		counter(descParseErrors, oversize, o.name, "oversize")
+		counter(descParseErrors, torn, o.name, "torn")
 		for i, r := range parseReasons {
-			counter(descParseErrors, st.parseErrors[i].Load(), p.name, r)
+			counter(descParseErrors, st.parseErrors[i].Load(), o.name, r)
 		}
-		counter(descBatches, st.Batches.Load(), p.name, "ok")
-		counter(descBatches, st.Failed.Load(), p.name, "failed")
-		counter(descRetries, st.Retries.Load(), p.name)
-		counter(descDeadLetter, st.DeadLettered.Load(), p.name)
-		ch <- prometheus.MustNewConstMetric(descLag, prometheus.GaugeValue, float64(c.a.lag(p)), p.name)
+		counter(descBatches, st.Batches.Load(), o.name, "ok")
+		counter(descBatches, st.Failed.Load(), o.name, "failed")
+		counter(descRetries, st.Retries.Load(), o.name)
+		counter(descDeadLetter, st.DeadLettered.Load(), o.name)
+		ch <- prometheus.MustNewConstMetric(descLag, prometheus.GaugeValue, float64(a.lag(o)), o.name)
 		if t := st.LastEvent(); !t.IsZero() {
-			ch <- prometheus.MustNewConstMetric(descLastEvent, prometheus.GaugeValue, float64(t.UnixNano())/1e9, p.name)
+			ch <- prometheus.MustNewConstMetric(descLastEvent, prometheus.GaugeValue, float64(t.UnixNano())/1e9, o.name)
 		}
 		st.sendSeconds.Collect(ch)
-		if c, ok := p.out.(interface{ Truncated() int64 }); ok {
-			counter(descCut, c.Truncated(), p.name)
+		if c, ok := o.out.(interface{ Truncated() int64 }); ok {
+			counter(descCut, c.Truncated(), o.name)
 		}
+		var own int64
+		for _, s := range a.streams {
+			if s.out == o {
+				own += s.ownReads.Load()
+			}
+		}
+		counter(descCatchUp, own, o.name)
 	}
-	for path, t := range inputs {
-		counter(descReadBytes, t.read, path)
-		counter(descLost, t.lost, path)
-		counter(descRotations, t.rotations, path)
-	}
-	ch <- prometheus.MustNewConstMetric(descBuildInfo, prometheus.GaugeValue, 1, c.a.opts.Version, runtime.Version())
+	counter(descCheckpointFails, a.checkpointFails.Load())
+	ch <- prometheus.MustNewConstMetric(descBuildInfo, prometheus.GaugeValue, 1, a.opts.Version, runtime.Version())
 	ready := 0.0
-	if ok, _ := c.a.Ready(); ok {
+	if ok, _ := a.Ready(); ok {
 		ready = 1
 	}
 	ch <- prometheus.MustNewConstMetric(descReady, prometheus.GaugeValue, ready)
 }
 
-// lag estimates the bytes of p's inputs not yet acknowledged: the rest of
+// lag estimates the bytes of o's inputs not yet acknowledged: the rest of
 // the checkpointed file, the backups queued after it, and the live file.
-func (a *Agent) lag(p *pipeline) int64 {
+func (a *Agent) lag(o *output) int64 {
 	var total int64
-	for _, in := range p.inputs {
-		c, ok := a.store.Cursor(p.name, in.cfg.Path)
+	for _, in := range a.inputs {
+		c, err := file.DecodePosition(a.store.Position(o.name, in.cfg.Path))
+		ok := err == nil && c.Path != ""
 		live, err := os.Stat(in.cfg.Path)
 		var liveSize int64
 		var dev, ino uint64
 		if err == nil {
 			liveSize = live.Size()
-			dev, ino = fileID(live)
+			dev, ino = file.ID(live)
 		}
 		switch {
 		case !ok:
@@ -130,19 +138,18 @@ func (a *Agent) lag(p *pipeline) int64 {
 	return total
 }
 
-// Ready reports whether every pipeline has its inputs open and its sends
-// succeeding (or failing for less than the unready_after budget), and why
-// not.
+// Ready reports whether every input is open and every output's sends
+// succeed (or fail for less than the unready_after budget), and why not.
 func (a *Agent) Ready() (bool, []string) {
 	var why []string
-	for _, p := range a.pipelines {
-		for _, in := range p.inputs {
-			if !in.stats.Open.Load() {
-				why = append(why, fmt.Sprintf("output %s: input %s is not open (missing file or directory?)", p.name, in.cfg.Path))
-			}
+	for _, in := range a.inputs {
+		if !in.stats.Open.Load() {
+			why = append(why, fmt.Sprintf("input %s is not open (missing file or directory?)", in.cfg.Path))
 		}
-		if d := p.stats.FailingFor(); d > a.cfg.Metrics.UnreadyAfter {
-			why = append(why, fmt.Sprintf("output %s: sends failing for %s", p.name, d.Round(time.Second)))
+	}
+	for _, o := range a.outputs {
+		if d := o.stats.FailingFor(); d > a.cfg.Metrics.UnreadyAfter {
+			why = append(why, fmt.Sprintf("output %s: sends failing for %s", o.name, d.Round(time.Second)))
 		}
 	}
 	return len(why) == 0, why

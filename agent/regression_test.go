@@ -20,14 +20,10 @@ import (
 func (h *harness) startWithClock(clock *atomic.Int64) {
 	h.t.Helper()
 	log := h.log()
-	a, err := New(h.cfg, log, func(c outputs.Config) (outputs.Output, error) { return file.New(file.Options{Path: h.out}, log) }, Options{})
+	a, err := New(h.cfg, log, func(c outputs.Config) (outputs.Output, error) { return file.New(file.Options{Path: h.out}, log) },
+		Options{Now: func() time.Time { return time.Unix(0, clock.Load()) }})
 	if err != nil {
 		h.t.Fatal(err)
-	}
-	for _, p := range a.pipelines {
-		for _, in := range p.inputs {
-			in.follower.now = func() time.Time { return time.Unix(0, clock.Load()) }
-		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	h.agent, h.cancel, h.done = a, cancel, make(chan error, 1)
@@ -135,11 +131,11 @@ func TestAnOutputThatRejectsSomeLinesStaysReady(t *testing.T) {
 		appendLines(t, h.input, events(i*10, i*10+10))
 		time.Sleep(40 * time.Millisecond)
 	}
-	waitFor(t, func() bool { return a.pipelines[0].stats.Batches.Load() >= 10 }, "ten batches")
+	waitFor(t, func() bool { return a.outputs[0].stats.Batches.Load() >= 10 }, "ten batches")
 	if ok, why := a.Ready(); !ok {
 		t.Fatalf("unready although the output takes 9 of 10 lines: %v", why)
 	}
-	if f := a.pipelines[0].stats.Failed.Load(); f != 0 {
+	if f := a.outputs[0].stats.Failed.Load(); f != 0 {
 		t.Fatalf("%d sends counted as failed", f)
 	}
 }

@@ -8,22 +8,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/audittail/audittail/outputs"
 	"github.com/audittail/audittail/parser"
 )
-
-// Stats counts what one pipeline did with one input. The counters are read
-// concurrently by the summary and the metrics collector.
-type Stats struct {
-	ReadBytes     atomic.Int64 // bytes consumed from files (decompressed)
-	Lines         atomic.Int64 // complete lines handed to batches
-	OversizeLines atomic.Int64 // lines over max_line_bytes, skipped whole
-	TornLines     atomic.Int64 // incomplete last lines of rotated files, skipped
-	Rotations     atomic.Int64 // moves from one file to the next
-	Truncations   atomic.Int64 // copytruncate detected: restarted at offset 0
-	LostBytes     atomic.Int64 // bytes deleted before they were read
-	LostFiles     atomic.Int64 // files deleted (wholly or partly) before they were read
-	Open          atomic.Bool  // a file of the input is open
-}
 
 // parseReasons are the parse_errors_total reasons, one per parser sentinel.
 var parseReasons = []string{"truncated", "not_object", "legacy_format", "bom", "too_deep", "syntax", "invalid"}
@@ -48,15 +35,14 @@ func parseErrorReason(err error) string {
 
 // OutputStats counts what one pipeline delivered.
 type OutputStats struct {
-	Events          atomic.Int64 // events acknowledged by the output
-	Bytes           atomic.Int64
-	Batches         atomic.Int64 // batches acknowledged
-	Failed          atomic.Int64 // failed Send calls
-	Retries         atomic.Int64
-	DeadLettered    atomic.Int64 // events the sink rejected, written to the dead-letter file
-	ParseDropped    atomic.Int64 // invalid lines dropped (on_parse_error: drop)
-	Filtered        atomic.Int64 // events outside backfill's --since/--until window
-	CheckpointFails atomic.Int64
+	Events       atomic.Int64 // events acknowledged by the output
+	Bytes        atomic.Int64
+	Batches      atomic.Int64 // batches acknowledged
+	Failed       atomic.Int64 // failed Send calls
+	Retries      atomic.Int64
+	DeadLettered atomic.Int64 // events the sink rejected, written to the dead-letter file
+	ParseDropped atomic.Int64 // invalid lines dropped (on_parse_error: drop)
+	Filtered     atomic.Int64 // events outside backfill's --since/--until window
 
 	parseErrors [7]atomic.Int64 // by parseReasons index
 
@@ -99,7 +85,7 @@ func (s *OutputStats) ParseErrors() map[string]int64 {
 func (s *OutputStats) observeSend(d time.Duration) { s.sendSeconds.Observe(d.Seconds()) }
 
 // noteSuccess records the newest event delivered and that sends succeed.
-func (s *OutputStats) noteSuccess(pb *pendingBatch) {
+func (s *OutputStats) noteSuccess(pb *outputs.Batch) {
 	var ts time.Time
 	if ev := pb.Event(pb.Len() - 1); ev != nil {
 		if t, err := time.Parse(time.RFC3339Nano, string(ev.StageTimestamp)); err == nil {

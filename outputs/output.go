@@ -103,53 +103,104 @@ func IsPermanent(err error) bool {
 }
 
 // Batch is a run of complete audit event lines, in the order they were read
-// from one input file. Lines are stored back to back, each followed by '\n',
-// so that Bytes is ready to write as JSON lines.
+// from one input. Each line is followed by '\n', so that Bytes is ready to
+// write as JSON lines.
 //
-// A Batch is reused by the agent after Send returns; it is not safe for
-// concurrent mutation.
+// A Batch is either built with Append (and Parse), or a read-only View of
+// lines parsed elsewhere (a chunk that several outputs share). Keep narrows
+// either without moving or changing a byte of the lines, so the parse
+// results stay valid. A Batch is reused by the agent after Send returns; it
+// is not safe for concurrent mutation.
 type Batch struct {
-	// Input is the configured path of the input the lines came from.
+	// Input is the configured name of the input the lines came from.
 	Input string
 
-	buf    []byte
-	ends   []int // ends[i] is the offset in buf just past line i's '\n'
+	buf    []byte // the lines' storage: own (Append) or shared (View)
+	starts []int  // line i is buf[starts[i]:ends[i]], its '\n' included
+	ends   []int
 	events []parser.Event
 	parsed []bool
+	size   int
+	view   bool // buf, events and parsed are shared: never written
+	gapped bool // Keep removed lines: they are no longer back to back
+
+	own       []parser.Event // Keep's copy of a view's events and parsed
+	ownOK     []bool
+	ownEvents bool   // events and parsed are own, not a view's
+	scratch   []byte // Bytes of a gapped batch
 }
 
 // Len returns the number of lines in the batch.
 func (b *Batch) Len() int { return len(b.ends) }
 
 // Size returns the number of bytes in the batch, newlines included.
-func (b *Batch) Size() int { return len(b.buf) }
+func (b *Batch) Size() int { return b.size }
 
 // Line returns the i-th line without its trailing newline. The slice aliases
-// the batch's buffer.
-func (b *Batch) Line(i int) []byte {
-	start := 0
-	if i > 0 {
-		start = b.ends[i-1]
-	}
-	return b.buf[start : b.ends[i]-1]
-}
+// the batch's storage.
+func (b *Batch) Line(i int) []byte { return b.buf[b.starts[i] : b.ends[i]-1] }
 
 // Bytes returns every line, each followed by '\n'. The slice aliases the
-// batch's buffer.
-func (b *Batch) Bytes() []byte { return b.buf }
+// batch's storage (or, after Keep, a buffer of the batch's own).
+func (b *Batch) Bytes() []byte {
+	if len(b.ends) == 0 {
+		return nil
+	}
+	if !b.gapped {
+		return b.buf[b.starts[0]:b.ends[len(b.ends)-1]]
+	}
+	b.scratch = b.scratch[:0]
+	for i := range b.ends {
+		b.scratch = append(b.scratch, b.buf[b.starts[i]:b.ends[i]]...)
+	}
+	return b.scratch
+}
 
-// Append copies line (which must not contain '\n') into the batch.
+// Append copies line (which must not contain '\n') into the batch. It must
+// not be called on a View.
 func (b *Batch) Append(line []byte) {
+	if b.view {
+		panic("outputs: Append on a Batch view")
+	}
+	b.starts = append(b.starts, len(b.buf))
 	b.buf = append(b.buf, line...)
 	b.buf = append(b.buf, '\n')
 	b.ends = append(b.ends, len(b.buf))
+	b.size += len(line) + 1
+}
+
+// View makes b show the lines of buf, which end at ends (each line with
+// its '\n', back to back), with their parse results events and parsed (one
+// per line). b writes to none of them: several Batches may view the same
+// lines at once.
+func (b *Batch) View(input string, buf []byte, ends []int, events []parser.Event, parsed []bool) {
+	b.Reset()
+	b.Input, b.view = input, true
+	n := len(ends)
+	b.buf = buf[:len(buf):len(buf)]
+	b.ends = append(b.ends[:0], ends...)
+	b.starts = slicesGrow(b.starts, n)
+	for i := range n {
+		if i > 0 {
+			b.starts[i] = ends[i-1]
+		} else {
+			b.starts[i] = 0
+		}
+	}
+	if n > 0 {
+		b.size = ends[n-1]
+	}
+	b.events, b.parsed = events[:n:n], parsed[:n:n]
 }
 
 // Parse scans every line with parser.Scan, once, so that Event can return
 // the fields. It calls onErr for each line that is not a valid audit event
-// (such a line stays in the batch; Event returns nil for it). The agent
-// calls Parse before Send; sinks only read the results.
+// (such a line stays in the batch; Event returns nil for it). It must not
+// be called on a View (its lines are parsed already).
 func (b *Batch) Parse(onErr func(i int, err error)) {
+	if b.view {
+		panic("outputs: Parse on a Batch view")
+	}
 	n := len(b.ends)
 	b.events = slicesGrow(b.events, n)
 	b.parsed = slicesGrow(b.parsed, n)
@@ -171,7 +222,7 @@ func slicesGrow[T any](s []T, n int) []T {
 
 // Event returns the parsed fields of line i, or nil if the batch was not
 // parsed or the line is not a valid audit event (sinks then send the raw
-// line with default metadata). The Event's slices alias the batch.
+// line with default metadata). The Event's slices alias the lines.
 func (b *Batch) Event(i int) *parser.Event {
 	if i >= len(b.parsed) || !b.parsed[i] {
 		return nil
@@ -179,34 +230,45 @@ func (b *Batch) Event(i int) *parser.Event {
 	return &b.events[i]
 }
 
-// Keep reduces the batch to the lines whose indexes are in keep (ascending),
-// in order, and drops any parse results (call Parse again).
+// Keep reduces the batch to the lines whose indexes are in keep
+// (ascending), in order. No byte moves: the parse results stay valid.
 func (b *Batch) Keep(keep []int) {
-	w := 0
-	var out []byte
-	ends := make([]int, 0, len(keep))
+	parsed := len(b.parsed) == len(b.ends)
+	if parsed && b.view && !b.ownEvents {
+		// The events are shared with other views: compact a copy.
+		b.own = append(b.own[:0], b.events...)
+		b.ownOK = append(b.ownOK[:0], b.parsed...)
+		b.events, b.parsed, b.ownEvents = b.own, b.ownOK, true
+	}
+	w, size := 0, 0
 	for _, i := range keep {
-		line := b.buf[b.start(i):b.ends[i]]
-		out = append(out, line...)
-		w += len(line)
-		ends = append(ends, w)
+		// keep is ascending, so w <= i: compacting in place is safe.
+		if w > 0 && b.starts[i] != b.ends[w-1] {
+			b.gapped = true
+		}
+		b.starts[w], b.ends[w] = b.starts[i], b.ends[i]
+		size += b.ends[w] - b.starts[w]
+		if parsed {
+			b.events[w], b.parsed[w] = b.events[i], b.parsed[i]
+		}
+		w++
 	}
-	b.buf = append(b.buf[:0], out...)
-	b.ends = append(b.ends[:0], ends...)
-	b.parsed = b.parsed[:0]
+	b.starts, b.ends, b.size = b.starts[:w], b.ends[:w], size
+	if parsed {
+		b.events, b.parsed = b.events[:w], b.parsed[:w]
+	} else {
+		b.parsed = b.parsed[:0]
+	}
 }
 
-func (b *Batch) start(i int) int {
-	if i == 0 {
-		return 0
-	}
-	return b.ends[i-1]
-}
-
-// Reset empties the batch, keeping its storage.
+// Reset empties the batch, keeping its own storage.
 func (b *Batch) Reset() {
+	if b.view {
+		b.buf, b.events, b.parsed = nil, nil, nil
+	}
 	b.buf = b.buf[:0]
-	b.ends = b.ends[:0]
+	b.starts, b.ends = b.starts[:0], b.ends[:0]
 	b.parsed = b.parsed[:0]
+	b.size, b.view, b.gapped, b.ownEvents = 0, false, false, false
 	b.Input = ""
 }

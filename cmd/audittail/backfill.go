@@ -89,9 +89,9 @@ func runBackfill(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	stopProgress()
 	el := time.Since(start)
 
-	// Each output has its own pipeline and cursor (a resumed backfill may
-	// find one output done and another not): count per output, and report
-	// the largest as the run's.
+	// Each output has its own position (a resumed backfill may find one
+	// output done and another not): count lines per output, and report the
+	// largest as the run's. Bytes read are the input's, shared.
 	type outputTotals struct {
 		sent                              agent.OutputSnapshot
 		read, lines, lost, oversize, torn int64
@@ -113,7 +113,7 @@ func runBackfill(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	var run outputTotals
 	for _, name := range names {
-		if t := per[name]; t.read >= run.read {
+		if t := per[name]; t.lines >= run.lines {
 			run = *t
 		}
 	}

@@ -1,4 +1,4 @@
-package agent
+package file
 
 import (
 	"bytes"
@@ -36,6 +36,19 @@ func (r *recentSet) add(fp fingerprint) {
 
 func (r *recentSet) len() int { return min(r.next, len(r.fps)) }
 
+// last returns up to n of the most recently added fingerprints.
+func (r *recentSet) last(n int) []fingerprint {
+	n = min(n, r.len())
+	if n == 0 {
+		return nil
+	}
+	out := make([]fingerprint, 0, n)
+	for i := 1; i <= n; i++ {
+		out = append(out, r.fps[(r.next-i)%len(r.fps)])
+	}
+	return out
+}
+
 func (r *recentSet) has(fp fingerprint) bool {
 	for _, x := range r.fps {
 		if x.ready() && x == fp {
@@ -45,6 +58,9 @@ func (r *recentSet) has(fp fingerprint) bool {
 	return false
 }
 
+// doneKept is how many finished files a Cursor remembers.
+const doneKept = 4
+
 // copySlack is how much earlier than the live file's open a copytruncate
 // copy may be named and still be a copy of what the file held since.
 const copySlack = 10 * time.Second
@@ -53,8 +69,8 @@ const copySlack = 10 * time.Second
 var liveOnly = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // source is one open file of an input: the live file or a backup.
-type source struct {
-	ref   fileRef
+type openFile struct {
+	ref   Ref
 	f     *os.File
 	r     io.Reader // f, or a gzip reader over f
 	fp    fingerprint
@@ -71,31 +87,30 @@ type source struct {
 	limit  int64
 }
 
-func (s *source) close() {
+func (s *openFile) close() {
 	if s != nil && s.f != nil {
 		s.f.Close()
 		s.f = nil
 	}
 }
 
-// follower reads one input for one pipeline. It finds where its cursor
-// points, reads the files in rotation order (holding a renamed file open
-// until it is read to the end), splits complete lines in place and hands
-// them to the batcher. It runs in one goroutine.
+// follower reads one input. It finds where its cursor points, reads the
+// files in rotation order (holding a renamed file open until it is read to
+// the end), splits complete lines in place and hands them to the chunker.
+// It runs in one goroutine.
 type follower struct {
-	name    logName
-	input   string
-	output  string
-	cfg     *Config
-	log     *slog.Logger
-	stats   *Stats
-	batches *batcher
+	name   logName
+	input  string
+	cfg    Config
+	log    *slog.Logger
+	stats  *Stats
+	chunks *chunker
 
-	cur     *source
-	pending []fileRef // backups known to come after cur, oldest first
+	cur     *openFile
+	pending []Ref // backups known to come after cur, oldest first
 	// When no file is open, prev is the last file read (nil if none) and
 	// floor the earliest rotation time of a backup still to read.
-	prev       *source
+	prev       *openFile
 	floor      time.Time
 	done       recentSet // fingerprints of files this process finished
 	lastBackup time.Time // rotation time of the newest backup read (or resumed)
@@ -105,60 +120,44 @@ type follower struct {
 	start, end int  // unconsumed bytes are buf[start:end]
 	skipping   bool // inside a line longer than max_line_bytes
 
-	// fixed, in backfill mode, is the list of files to read, in order;
+	// fixed, for Backfill, is the list of files to read, in order;
 	// fixedAt indexes the current one.
-	fixed   []fileRef
+	fixed   []Ref
 	fixedAt int
 
 	watcher *fsnotify.Watcher
 	watched bool
 	wake    chan struct{}
 	timer   *time.Timer
-	stopAt  func(*source) bool // stop at EOF of the live file (backfill, benchmarks)
+	stopAt  func(*openFile) bool // stop at EOF of the live file (backfill, benchmarks)
 	now     func() time.Time
 }
 
-func newFollower(input InputConfig, output string, cfg *Config, log *slog.Logger, stats *Stats, b *batcher) *follower {
+func newFollower(cfg Config, c *chunker) *follower {
 	return &follower{
-		name:    newLogName(input.Path),
-		input:   input.Path,
-		output:  output,
-		cfg:     cfg,
-		log:     log.With("input", input.Path, "output", output),
-		stats:   stats,
-		batches: b,
-		buf:     make([]byte, min(readSize, int(cfg.MaxLineBytes)+1)),
-		wake:    make(chan struct{}, 1),
-		now:     time.Now,
+		name:   newLogName(cfg.Path),
+		input:  cfg.Path,
+		cfg:    cfg,
+		log:    cfg.Log.With("input", cfg.Path),
+		stats:  cfg.Stats,
+		chunks: c,
+		buf:    make([]byte, min(readSize, cfg.MaxLineBytes+1)),
+		wake:   make(chan struct{}, 1),
+		now:    cfg.Now,
 	}
 }
 
 // errStop ends the follower without error (ctx done or stopAt reached).
 var errStop = errors.New("stop")
 
-// resolveStart finds where to start: the file and offset of the
-// checkpointed cursor c, or, with no checkpoint, the live file at startAt.
-func (f *follower) resolveStart(c *Cursor, startAt StartAt) error {
-	f.timer = time.NewTimer(time.Hour)
-	f.timer.Stop()
-	f.watch()
-	return f.resolve(c, startAt)
-}
-
-// follow reads until ctx is done, then flushes the batch being filled.
-func (f *follower) follow(ctx context.Context) error {
-	defer func() { f.cur.close() }() // the file open when follow returns
-	defer func() {
-		if f.watcher != nil {
-			f.watcher.Close()
-		}
-	}()
-	err := f.loop(ctx)
-	f.batches.flush()
-	if errors.Is(err, errStop) || errors.Is(err, context.Canceled) {
-		return nil
+// closeAll closes the open file and the watcher.
+func (f *follower) closeAll() {
+	f.cur.close()
+	f.cur = nil
+	if f.watcher != nil {
+		f.watcher.Close()
+		f.watcher = nil
 	}
-	return err
 }
 
 // initialCursor is what a first start records before anything is
@@ -177,7 +176,7 @@ func (f *follower) initialCursor() Cursor {
 func (f *follower) startOrder() time.Time { return f.now().UTC().Truncate(time.Millisecond) }
 
 // cursorAt describes the position off in s.
-func (f *follower) cursorAt(s *source, off int64) Cursor {
+func (f *follower) cursorAt(s *openFile, off int64) Cursor {
 	c := Cursor{
 		Path:   s.ref.Path,
 		Dev:    s.ref.Dev,
@@ -188,22 +187,20 @@ func (f *follower) cursorAt(s *source, off int64) Cursor {
 		Order:  s.order,
 	}
 	if len(f.pending) > 0 {
-		c.Pending = append([]fileRef(nil), f.pending...)
+		c.Pending = append([]Ref(nil), f.pending...)
 	}
+	c.Done = f.done.last(doneKept)
 	return c
 }
 
 // resolve opens the file the cursor points to and queues what follows it.
-func (f *follower) resolve(c *Cursor, startAt StartAt) error {
-	if f.fixed != nil {
-		return f.resolveFixed(c)
-	}
+func (f *follower) resolve(c *Cursor, startAt string) error {
 	files, err := f.listFiles()
 	if err != nil {
 		return err
 	}
 	if c == nil {
-		var live *fileRef
+		var live *Ref
 		for _, ref := range files {
 			if ref.Live {
 				live = &ref
@@ -220,7 +217,7 @@ func (f *follower) resolve(c *Cursor, startAt StartAt) error {
 		if err != nil {
 			return err
 		}
-		if startAt == StartEnd {
+		if startAt == "end" {
 			off, err := lastLineEnd(s.f, s.size)
 			if err != nil {
 				s.close()
@@ -242,6 +239,9 @@ func (f *follower) resolve(c *Cursor, startAt StartAt) error {
 		return nil
 	}
 
+	for _, fp := range c.Done {
+		f.done.add(fp)
+	}
 	f.countLostPending(c.Pending, files)
 	minTS := c.Order.Truncate(time.Millisecond)
 	if c.FP.ready() {
@@ -266,7 +266,7 @@ func (f *follower) resolve(c *Cursor, startAt StartAt) error {
 		f.lose(c.Path, lost, "the checkpointed file is gone (rotated and deleted while the agent was down)")
 	}
 	// Continue with every file written after the cursor's file.
-	var next []fileRef
+	var next []Ref
 	for _, ref := range files {
 		if ref.Live || !ref.TS.Before(minTS) {
 			next = append(next, ref)
@@ -278,7 +278,7 @@ func (f *follower) resolve(c *Cursor, startAt StartAt) error {
 
 // countLostPending counts the backups that were queued at the last
 // checkpoint and are gone now.
-func (f *follower) countLostPending(pending, files []fileRef) {
+func (f *follower) countLostPending(pending, files []Ref) {
 	for _, p := range pending {
 		ts, _, ok := f.name.parseBackup(filepath.Base(p.Path))
 		if !ok {
@@ -305,7 +305,7 @@ func (f *follower) lose(path string, n int64, why string) {
 
 // openFirst opens the first file of files that can still be opened, queues
 // the rest, and counts the ones that vanished.
-func (f *follower) openFirst(files []fileRef) error {
+func (f *follower) openFirst(files []Ref) error {
 	for i, ref := range files {
 		if !ref.Live && f.done.len() > 0 {
 			if fp, err := readFingerprint(ref.Path, ref.GZ); err == nil && f.done.has(fp) {
@@ -342,7 +342,7 @@ func (f *follower) openFirst(files []fileRef) error {
 
 // openRef opens ref at off; a plain backup that lumberjack compressed (and
 // removed) since it was listed is opened as its .gz twin.
-func (f *follower) openRef(ref fileRef, off int64) (*source, error) {
+func (f *follower) openRef(ref Ref, off int64) (*openFile, error) {
 	s, err := f.open(ref, off)
 	if errors.Is(err, os.ErrNotExist) && !ref.Live && !ref.GZ {
 		twin := ref
@@ -352,11 +352,11 @@ func (f *follower) openRef(ref fileRef, off int64) (*source, error) {
 	return s, err
 }
 
-func backupsAfter(files []fileRef, ref fileRef) []fileRef {
+func backupsAfter(files []Ref, ref Ref) []Ref {
 	if ref.Live {
 		return nil
 	}
-	var out []fileRef
+	var out []Ref
 	for _, r := range files {
 		if !r.Live && r.TS.After(ref.TS) {
 			out = append(out, r)
@@ -365,7 +365,7 @@ func backupsAfter(files []fileRef, ref fileRef) []fileRef {
 	return out
 }
 
-func (f *follower) setCur(s *source) {
+func (f *follower) setCur(s *openFile) {
 	f.cur = s
 	f.stats.Open.Store(true)
 	f.start, f.end = 0, 0
@@ -373,7 +373,7 @@ func (f *follower) setCur(s *source) {
 }
 
 // open opens ref and positions it at off (decompressed bytes).
-func (f *follower) open(ref fileRef, off int64) (*source, error) {
+func (f *follower) open(ref Ref, off int64) (*openFile, error) {
 	fh, err := os.Open(ref.Path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -386,8 +386,8 @@ func (f *follower) open(ref fileRef, off int64) (*source, error) {
 		fh.Close()
 		return nil, fmt.Errorf("cannot stat %s: %w", ref.Path, err)
 	}
-	ref.Dev, ref.Ino = fileID(info)
-	s := &source{ref: ref, f: fh, r: fh, order: ref.TS, size: info.Size()}
+	ref.Dev, ref.Ino = ID(info)
+	s := &openFile{ref: ref, f: fh, r: fh, order: ref.TS, size: info.Size()}
 	if ref.Live {
 		// The exact time: a backup named with this same millisecond was
 		// rotated before the file was opened, so it is not the file's own.
@@ -453,9 +453,6 @@ func (f *follower) loop(ctx context.Context) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if f.cur == nil && f.fixed != nil {
-			return errStop
-		}
 		if f.cur == nil {
 			if err := f.openNext(); err != nil {
 				return err
@@ -502,12 +499,6 @@ func (f *follower) loop(ctx context.Context) error {
 			continue
 		}
 		// At the end of the file.
-		if f.fixed != nil {
-			if err := f.nextFixed(); err != nil {
-				return err
-			}
-			continue
-		}
 		if !f.cur.ref.Live {
 			if err := f.next(ctx); err != nil {
 				return err
@@ -528,7 +519,7 @@ func (f *follower) loop(ctx context.Context) error {
 				return err
 			}
 			if !ready {
-				f.batches.flushDue()
+				f.chunks.flushDue(true)
 				if err := f.wait(ctx); err != nil {
 					return err
 				}
@@ -548,7 +539,7 @@ func (f *follower) loop(ctx context.Context) error {
 			if f.stopAt != nil && f.stopAt(f.cur) {
 				return errStop
 			}
-			f.batches.flushDue()
+			f.chunks.flushDue(true)
 			if err := f.wait(ctx); err != nil {
 				return err
 			}
@@ -587,7 +578,7 @@ func (f *follower) makeRoom() {
 		f.start = 0
 		return
 	}
-	limit := int(f.cfg.MaxLineBytes) + 1 // the line and its newline
+	limit := f.cfg.MaxLineBytes + 1 // the line and its newline
 	if len(f.buf) < limit {
 		nb := make([]byte, min(2*len(f.buf), limit))
 		copy(nb, f.buf[:f.end])
@@ -598,7 +589,7 @@ func (f *follower) makeRoom() {
 	// have and skip to the next newline.
 	if !f.skipping {
 		f.stats.OversizeLines.Add(1)
-		f.log.Warn("skipping a line longer than max_line_bytes", "path", f.cur.ref.Path, "offset", f.cur.base, "max_line_bytes", int64(f.cfg.MaxLineBytes))
+		f.log.Warn("skipping a line longer than max_line_bytes", "path", f.cur.ref.Path, "offset", f.cur.base, "max_line_bytes", f.cfg.MaxLineBytes)
 	}
 	f.skipping = true
 	f.cur.base += int64(f.end)
@@ -624,7 +615,7 @@ func (f *follower) scan(ctx context.Context) error {
 		if len(bytes.TrimSpace(line)) == 0 {
 			continue
 		}
-		if err := f.batches.add(ctx, line, f.cur, f.cur.base+int64(f.start)); err != nil {
+		if err := f.chunks.add(ctx, line, f.cur, f.cur.base+int64(f.start)); err != nil {
 			return err
 		}
 	}
@@ -632,7 +623,7 @@ func (f *follower) scan(ctx context.Context) error {
 		f.cur.base += int64(f.start)
 		f.start, f.end = 0, 0
 	}
-	f.batches.flushDue()
+	f.chunks.flushDue(false)
 	return nil
 }
 
@@ -736,7 +727,7 @@ func (f *follower) checkLive() (liveState, error) {
 	case err != nil:
 		return liveSame, fmt.Errorf("cannot stat %s: %w", f.input, err)
 	}
-	if dev, ino := fileID(pinfo); dev != s.ref.Dev || ino != s.ref.Ino {
+	if dev, ino := ID(pinfo); dev != s.ref.Dev || ino != s.ref.Ino {
 		return liveRotated, nil
 	}
 	// copytruncate can truncate and refill the file between two looks:
@@ -766,7 +757,7 @@ func (f *follower) sameHead() bool {
 func (f *follower) successorReady() (bool, error) {
 	info, err := os.Stat(f.input)
 	if err == nil {
-		if dev, ino := fileID(info); dev != f.cur.ref.Dev || ino != f.cur.ref.Ino {
+		if dev, ino := ID(info); dev != f.cur.ref.Dev || ino != f.cur.ref.Ino {
 			return info.Size() > 0, nil
 		}
 	}
@@ -786,7 +777,7 @@ func (f *follower) successorReady() (bool, error) {
 // the rest of the old content is read from its copy if one can be found by
 // fingerprint, then the live file is read again from offset 0.
 func (f *follower) truncated() error {
-	f.batches.flush()
+	f.chunks.flush(false)
 	old := f.cur
 	resume := old.base + int64(f.start)
 	f.stats.Truncations.Add(1)
@@ -819,7 +810,7 @@ func (f *follower) truncated() error {
 
 // next moves from a finished file to the one written after it.
 func (f *follower) next(ctx context.Context) error {
-	f.batches.flush() // a batch's cursor always names the file being read
+	f.chunks.flush(false) // a batch's cursor always names the file being read
 	old := f.cur
 	if f.end > f.start && !f.skipping {
 		f.stats.TornLines.Add(1)
@@ -857,7 +848,7 @@ func (f *follower) openNext() error {
 
 // notePending counts the queued backups that vanished before they were
 // read: lumberjack deleted them (max backups or age) while we lagged.
-func (f *follower) notePending(files []fileRef) {
+func (f *follower) notePending(files []Ref) {
 	for _, p := range f.pending {
 		found := false
 		for _, ref := range files {
@@ -893,8 +884,8 @@ func (f *follower) refresh() error {
 
 // after returns the files that come after prev (or floor when prev is
 // nil), oldest first, the live file last.
-func (f *follower) after(files []fileRef, prev *source) []fileRef {
-	var out []fileRef
+func (f *follower) after(files []Ref, prev *openFile) []Ref {
+	var out []Ref
 	switch {
 	case prev == nil:
 		for _, ref := range files {
@@ -1007,7 +998,7 @@ func (f *follower) forward(w *fsnotify.Watcher) {
 // open batch is due, or ctx is done.
 func (f *follower) wait(ctx context.Context) error {
 	d := f.cfg.PollInterval
-	if due, ok := f.batches.due(); ok {
+	if due, ok := f.chunks.due(); ok {
 		d = min(d, max(0, time.Until(due)))
 	}
 	f.timer.Reset(d)
@@ -1022,7 +1013,7 @@ func (f *follower) wait(ctx context.Context) error {
 	return nil
 }
 
-func (f *follower) listFiles() ([]fileRef, error) {
+func (f *follower) listFiles() ([]Ref, error) {
 	files, err := f.name.list()
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
@@ -1038,7 +1029,7 @@ func (f *follower) listFiles() ([]fileRef, error) {
 // live file, with live), or -1. Every audit line carries a unique auditID,
 // so the first line identifies a file wherever it was renamed, copied or
 // compressed to.
-func findByFingerprint(files []fileRef, fp fingerprint, since time.Time, live bool) int {
+func findByFingerprint(files []Ref, fp fingerprint, since time.Time, live bool) int {
 	if !fp.ready() {
 		return -1
 	}
@@ -1055,57 +1046,4 @@ func findByFingerprint(files []fileRef, fp fingerprint, since time.Time, live bo
 		}
 	}
 	return -1
-}
-
-// resolveFixed starts a backfill: at the checkpointed file and offset if
-// the cursor names one of the files, else at the first file.
-func (f *follower) resolveFixed(c *Cursor) error {
-	if c != nil && c.FP.ready() {
-		if i := findByFingerprint(f.fixed, c.FP, time.Time{}, true); i >= 0 {
-			ref := f.fixed[i]
-			s, err := f.open(ref, c.Offset)
-			if err != nil {
-				return err
-			}
-			s.fp = c.FP
-			s.capped, s.limit = !ref.GZ, ref.Size
-			f.fixedAt = i
-			f.setCur(s)
-			f.log.Info("resuming backfill", "path", ref.Path, "offset", c.Offset, "files_left", len(f.fixed)-i)
-			return nil
-		}
-	}
-	f.fixedAt = -1
-	return f.nextFixed()
-}
-
-// nextFixed moves to the next file of a backfill; errStop after the last.
-func (f *follower) nextFixed() error {
-	if f.cur != nil {
-		if f.end > f.start && !f.skipping {
-			f.stats.TornLines.Add(1)
-			f.log.Warn("file ends with an incomplete line; skipping it", "path", f.cur.ref.Path, "bytes", f.end-f.start)
-		}
-		f.batches.flush()
-		f.cur.close()
-		f.cur = nil
-		f.stats.Rotations.Add(1)
-	}
-	for f.fixedAt+1 < len(f.fixed) {
-		f.fixedAt++
-		ref := f.fixed[f.fixedAt]
-		s, err := f.open(ref, 0)
-		if errors.Is(err, os.ErrNotExist) {
-			f.lose(ref.Path, ref.Size, "a file to backfill was deleted before it was read")
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		// The live file may grow: stop at its size at start.
-		s.capped, s.limit = !ref.GZ, ref.Size
-		f.setCur(s)
-		return nil
-	}
-	return errStop
 }

@@ -1,8 +1,11 @@
-package agent
+package file
 
 import (
+	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -10,28 +13,10 @@ import (
 	"time"
 )
 
-// Backfill makes an Agent read a fixed set of files once, instead of
-// following inputs: rotated backups (plain and .gz) in rotation order, the
-// live file last and only up to its size at start.
-type Backfill struct {
-	// Paths are files or globs; empty means every backup and the live file
-	// of every configured input.
-	Paths []string
-	// Since and Until keep events whose stageTimestamp is in [Since, Until);
-	// zero means unbounded. Events without a stageTimestamp are kept.
-	Since, Until time.Time
-	// DryRun reads, parses and filters but sends nothing and writes no
-	// checkpoint.
-	DryRun bool
-	// GiveUpAfter ends the run with an error when an output has been
-	// failing for this long (the next run resumes). 0 means never.
-	GiveUpAfter time.Duration
-}
-
 // BackfillGroup is the files of one log, in the order they are read.
 type BackfillGroup struct {
 	Live  string // the live path the files belong to (the checkpoint key)
-	Files []fileRef
+	Files []Ref
 }
 
 // Paths returns the files of the group.
@@ -71,23 +56,23 @@ func gzipISize(path string, size int64) int64 {
 }
 
 // BackfillGroups finds the files to backfill. With no paths, every
-// configured input contributes its backups and live file. Paths (globs
+// input (inputs) contributes its backups and live file. Paths (globs
 // allowed) are grouped by the live file their lumberjack name belongs to
 // (dir/audit-<time>.log.gz belongs to dir/audit.log); a name that is not a
 // lumberjack backup is read as a live file of its own.
-func BackfillGroups(cfg *Config, paths []string) ([]BackfillGroup, error) {
+func BackfillGroups(inputs, paths []string) ([]BackfillGroup, error) {
 	var groups []BackfillGroup
 	if len(paths) == 0 {
-		for _, in := range cfg.Inputs {
-			files, err := newLogName(in.Path).list()
+		for _, in := range inputs {
+			files, err := newLogName(in).list()
 			if err != nil && !os.IsNotExist(err) {
-				return nil, fmt.Errorf("cannot list %s: %w", filepath.Dir(in.Path), err)
+				return nil, fmt.Errorf("cannot list %s: %w", filepath.Dir(in), err)
 			}
 			for i := range files {
 				files[i].Live = false
 			}
 			if len(files) > 0 {
-				groups = append(groups, BackfillGroup{Live: in.Path, Files: files})
+				groups = append(groups, BackfillGroup{Live: in, Files: files})
 			}
 		}
 		return groups, nil
@@ -121,15 +106,15 @@ func BackfillGroups(cfg *Config, paths []string) ([]BackfillGroup, error) {
 				byLive[live] = g
 				order = append(order, live)
 			}
-			dev, ino := fileID(info)
-			g.Files = append(g.Files, fileRef{Path: abs, TS: ts, GZ: gz, Size: info.Size(), Dev: dev, Ino: ino})
+			dev, ino := ID(info)
+			g.Files = append(g.Files, Ref{Path: abs, TS: ts, GZ: gz, Size: info.Size(), Dev: dev, Ino: ino})
 		}
 	}
 	for _, live := range order {
 		g := byLive[live]
 		// Rotation order; the live file (no timestamp) last; a plain backup
 		// and its .gz twin are one file: keep the plain one.
-		slices.SortFunc(g.Files, func(a, b fileRef) int {
+		slices.SortFunc(g.Files, func(a, b Ref) int {
 			az, bz := a.TS.IsZero(), b.TS.IsZero()
 			switch {
 			case az != bz:
@@ -147,7 +132,7 @@ func BackfillGroups(cfg *Config, paths []string) ([]BackfillGroup, error) {
 			}
 			return strings.Compare(a.Path, b.Path)
 		})
-		g.Files = slices.CompactFunc(g.Files, func(a, b fileRef) bool {
+		g.Files = slices.CompactFunc(g.Files, func(a, b Ref) bool {
 			return a.Path == b.Path || (!a.TS.IsZero() && a.TS.Equal(b.TS))
 		})
 		groups = append(groups, *g)
@@ -169,4 +154,89 @@ func liveOf(path string) (string, time.Time, bool) {
 		}
 	}
 	return path, time.Time{}, gz
+}
+
+// resolveFixed starts a backfill: at the checkpointed file and offset if
+// the cursor names one of the files, else at the first file.
+func (f *follower) resolveFixed(c *Cursor) error {
+	if c != nil && c.FP.ready() {
+		if i := findByFingerprint(f.fixed, c.FP, time.Time{}, true); i >= 0 {
+			ref := f.fixed[i]
+			s, err := f.open(ref, c.Offset)
+			if err != nil {
+				return err
+			}
+			s.fp = c.FP
+			s.capped, s.limit = !ref.GZ, ref.Size
+			f.fixedAt = i
+			f.setCur(s)
+			f.log.Info("resuming backfill", "path", ref.Path, "offset", c.Offset, "files_left", len(f.fixed)-i)
+			return nil
+		}
+	}
+	f.fixedAt = -1
+	return f.nextFixed()
+}
+
+// nextFixed moves to the next file of a backfill; errStop after the last.
+func (f *follower) nextFixed() error {
+	if f.cur != nil {
+		if f.end > f.start && !f.skipping {
+			f.stats.TornLines.Add(1)
+			f.log.Warn("file ends with an incomplete line; skipping it", "path", f.cur.ref.Path, "bytes", f.end-f.start)
+		}
+		f.chunks.flush(false)
+		f.cur.close()
+		f.cur = nil
+		f.stats.Rotations.Add(1)
+	}
+	for f.fixedAt+1 < len(f.fixed) {
+		f.fixedAt++
+		ref := f.fixed[f.fixedAt]
+		s, err := f.open(ref, 0)
+		if errors.Is(err, os.ErrNotExist) {
+			f.lose(ref.Path, ref.Size, "a file to backfill was deleted before it was read")
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		// The live file may grow: stop at its size at start.
+		s.capped, s.limit = !ref.GZ, ref.Size
+		f.setCur(s)
+		return nil
+	}
+	return errStop
+}
+
+// backfillLoop reads the fixed files in order, each to its end, then
+// returns errStop. Unlike loop it waits for nothing: a backfill is bounded.
+func (f *follower) backfillLoop(ctx context.Context) error {
+	for f.cur != nil {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		n, err := f.read()
+		if n > 0 {
+			if f.cur.base == 0 && !f.cur.fp.ready() {
+				f.cur.fp = fingerprintOf(f.buf[f.start:f.end])
+			}
+			if err := f.scan(ctx); err != nil {
+				return err
+			}
+			continue
+		}
+		if err != nil && !errors.Is(err, io.EOF) {
+			if f.cur.ref.GZ {
+				f.log.Error("cannot read compressed file; skipping the rest of it", "path", f.cur.ref.Path, "error", err)
+				f.stats.LostFiles.Add(1)
+			} else {
+				return fmt.Errorf("cannot read %s: %w", f.cur.ref.Path, err)
+			}
+		}
+		if err := f.nextFixed(); err != nil {
+			return err
+		}
+	}
+	return errStop
 }

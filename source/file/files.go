@@ -1,4 +1,4 @@
-package agent
+package file
 
 import (
 	"bytes"
@@ -58,8 +58,8 @@ func (n logName) parseBackup(name string) (ts time.Time, gz, ok bool) {
 	return ts, gz, true
 }
 
-// fileRef is a file that belongs to an input: a backup or the live file.
-type fileRef struct {
+// Ref is a file that belongs to an input: a backup or the live file.
+type Ref struct {
 	Path string    `json:"path"`
 	TS   time.Time `json:"-"` // rotation time from the name; zero for the live file
 	GZ   bool      `json:"-"`
@@ -73,14 +73,14 @@ type fileRef struct {
 // live file if it exists. A backup present both plain and gzipped (while
 // lumberjack compresses it) is listed once, as the plain file, which is
 // complete; the .gz is complete only once the plain copy is gone.
-func (n logName) list() ([]fileRef, error) {
+func (n logName) list() ([]Ref, error) {
 	entries, err := os.ReadDir(n.dir)
 	if err != nil {
 		return nil, err
 	}
-	var files []fileRef
+	var files []Ref
 	liveBase := filepath.Base(n.live)
-	var live *fileRef
+	var live *Ref
 	for _, e := range entries {
 		name := e.Name()
 		isLive := name == liveBase
@@ -95,15 +95,15 @@ func (n logName) list() ([]fileRef, error) {
 		if !info.Mode().IsRegular() {
 			continue
 		}
-		dev, ino := fileID(info)
-		ref := fileRef{Path: filepath.Join(n.dir, name), TS: ts, GZ: gz, Live: isLive, Size: info.Size(), Dev: dev, Ino: ino}
+		dev, ino := ID(info)
+		ref := Ref{Path: filepath.Join(n.dir, name), TS: ts, GZ: gz, Live: isLive, Size: info.Size(), Dev: dev, Ino: ino}
 		if isLive {
 			live = &ref
 			continue
 		}
 		files = append(files, ref)
 	}
-	slices.SortFunc(files, func(a, b fileRef) int {
+	slices.SortFunc(files, func(a, b Ref) int {
 		if c := a.TS.Compare(b.TS); c != 0 {
 			return c
 		}
@@ -116,15 +116,15 @@ func (n logName) list() ([]fileRef, error) {
 		}
 		return 0
 	})
-	files = slices.CompactFunc(files, func(a, b fileRef) bool { return a.TS.Equal(b.TS) })
+	files = slices.CompactFunc(files, func(a, b Ref) bool { return a.TS.Equal(b.TS) })
 	if live != nil {
 		files = append(files, *live)
 	}
 	return files, nil
 }
 
-// fileID returns the device and inode of a file.
-func fileID(info os.FileInfo) (dev, ino uint64) {
+// ID returns the device and inode of a file.
+func ID(info os.FileInfo) (dev, ino uint64) {
 	if st, ok := info.Sys().(*syscall.Stat_t); ok {
 		return uint64(st.Dev), uint64(st.Ino)
 	}
