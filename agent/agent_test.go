@@ -124,34 +124,52 @@ func (h *harness) stop() Summary {
 
 func (h *harness) delivered() []string {
 	h.t.Helper()
-	data, err := os.ReadFile(h.out)
+	return readLines(h.t, h.out)
+}
+
+// stallTimeout is how long a wait for delivery tolerates no progress.
+const stallTimeout = 60 * time.Second
+
+// waitDelivered waits until n lines were delivered, as long as lines keep
+// arriving: it fails only after stallTimeout without progress.
+func (h *harness) waitDelivered(n int) []string {
+	h.t.Helper()
+	return waitLines(h.t, h.out, n, h.logBuf)
+}
+
+// waitLines waits until path holds n lines; see waitDelivered.
+func waitLines(t *testing.T, path string, n int, log *syncBuffer) []string {
+	t.Helper()
+	last, since := -1, time.Now()
+	for {
+		got := readLines(t, path)
+		if len(got) >= n {
+			return got
+		}
+		if len(got) != last {
+			last, since = len(got), time.Now()
+		}
+		if time.Since(since) > stallTimeout {
+			t.Fatalf("%s: %d lines, want %d, and none came for %s; agent log:\n%s", path, len(got), n, stallTimeout, log.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func readLines(t *testing.T, path string) []string {
+	t.Helper()
+	data, err := os.ReadFile(path)
 	if os.IsNotExist(err) {
 		return nil
 	}
 	if err != nil {
-		h.t.Fatal(err)
+		t.Fatal(err)
 	}
 	s := strings.TrimSuffix(string(data), "\n")
 	if s == "" {
 		return nil
 	}
 	return strings.Split(s, "\n")
-}
-
-// waitDelivered waits until n lines were delivered.
-func (h *harness) waitDelivered(n int) []string {
-	h.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		got := h.delivered()
-		if len(got) >= n {
-			return got
-		}
-		if time.Now().After(deadline) {
-			h.t.Fatalf("delivered %d lines, want %d; agent log:\n%s", len(got), n, h.logBuf.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 func event(i int) string {
@@ -768,7 +786,7 @@ func (s *switchOutput) Send(ctx context.Context, b *outputs.Batch) error {
 
 func waitFor(t *testing.T, cond func() bool, what string) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(stallTimeout); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		if cond() {
 			return
 		}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"runtime"
 	"sync"
+	"time"
 
 	"github.com/audittail/audittail/source"
 )
@@ -29,9 +30,15 @@ type hub struct {
 	subs  []*stream      // attached: each gets every chunk
 	joins []*pendingJoin // streams waiting for the hub to reach their position
 	last  source.Position
+	seq   uint64        // chunks handed out
 	done  bool          // the hub ended: no more chunks
 	space chan struct{} // a stream took a chunk, or one attached
 }
+
+// detachGrace is how long a full stream may keep the others waiting
+// before it is detached: long enough that a sink's jitter does not make it
+// read everything again, short enough to be no outage for the others.
+const detachGrace = 250 * time.Millisecond
 
 type pendingJoin struct {
 	s      *stream
@@ -124,44 +131,60 @@ func (h *hub) read(out chan<- *parsing) error {
 	}
 }
 
-// handOut gives c to every attached stream (see hub for who is detached
-// and when it waits). After ctx is done it does not wait: streams that
-// are full then are detached, and as reading has stopped they end.
+// handOut gives c to every attached stream. A stream whose queue is full
+// is waited for while every other stream is busy; once another one sits
+// idle with nothing queued (or waits to join) and the full one has not made
+// room for detachGrace, the full one is detached, so that it holds back
+// only itself, and only that long. When all are full (the only output is down, or all are),
+// the hub waits. After ctx is done it does not wait: streams that are full
+// then are detached, and as reading has stopped they end.
 func (h *hub) handOut(ctx context.Context, c *source.Chunk) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	defer c.Release() // the hub's own hold
+	h.seq++
 	pending := append([]*stream(nil), h.subs...)
-	var got []*stream
+	var waitStart time.Time
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
 	for {
 		full := pending[:0]
 		for _, s := range pending {
 			c.Hold(1)
 			select {
 			case s.queue <- c:
-				got = append(got, s)
+				s.gotSeq = h.seq
 			default:
 				c.Release()
 				full = append(full, s)
 			}
 		}
 		pending = full
-		// Streams that joined while we waited get c too, if it comes
-		// after where they joined: they are in h.subs but neither in got
-		// nor in pending.
-		if len(pending) == 0 || len(got) > 0 || ctx.Err() != nil {
+		if len(pending) == 0 || ctx.Err() != nil {
 			break
 		}
-		// Every attached stream is full: wait for one to take a chunk (or
-		// a stream to attach), without the lock.
+		if waitStart.IsZero() {
+			waitStart = time.Now()
+			timer = time.NewTimer(detachGrace)
+		}
+		if h.starving(pending) && time.Since(waitStart) >= detachGrace {
+			break
+		}
+		// Wait for a stream to take a chunk (or one to attach), without
+		// the lock, then look again.
 		h.mu.Unlock()
 		select {
 		case <-h.space:
+		case <-timer.C:
 		case <-ctx.Done():
 		}
 		h.mu.Lock()
 		for _, s := range h.subs {
-			if !contains(pending, s) && !contains(got, s) && s.joinedAt.Same(h.last) {
+			if s.gotSeq != h.seq && !contains(pending, s) {
 				pending = append(pending, s) // joined at h.last while we waited
 			}
 		}
@@ -175,7 +198,7 @@ func (h *hub) handOut(ctx context.Context, c *source.Chunk) {
 	for _, j := range h.joins {
 		switch {
 		case c.End.Same(j.at):
-			j.s.joinedAt = c.End
+			j.s.gotSeq = h.seq // it has c already
 			h.attachLocked(j.s)
 			j.result <- true
 		case c.End.Stream == j.at.Stream && c.End.Offset < j.at.Offset:
@@ -189,6 +212,21 @@ func (h *hub) handOut(ctx context.Context, c *source.Chunk) {
 	if a, ok := h.reader.(source.Aligner); ok && len(h.joins) == 0 {
 		a.CutAt(source.Position{})
 	}
+}
+
+// starving reports whether a stream waits for the hub: one attached,
+// other than the full ones, that sits idle with nothing queued, or one
+// waiting to join. Waiting longer for the full ones would hold it back.
+func (h *hub) starving(full []*stream) bool {
+	if len(h.joins) > 0 {
+		return true
+	}
+	for _, s := range h.subs {
+		if !contains(full, s) && s.idle.Load() && len(s.queue) == 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // detachLocked removes s from the attached streams and closes its queue:
@@ -229,7 +267,7 @@ func (h *hub) join(s *stream, at source.Position) (res <-chan bool, target sourc
 	ch := make(chan bool, 1)
 	switch {
 	case h.last.Same(at):
-		s.joinedAt = at
+		s.gotSeq = h.seq
 		h.attachLocked(s)
 		ch <- true
 		return ch, target

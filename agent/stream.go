@@ -42,7 +42,8 @@ type stream struct {
 	detached atomic.Int32       // times the hub detached it
 	seen     int32              // detachments handled
 	pos      source.Position    // End of the last chunk taken
-	joinedAt source.Position    // where it last joined the hub
+	idle     atomic.Bool        // waiting on an empty queue
+	gotSeq   uint64             // the hub's seq of the last chunk queued to it (hub.mu)
 	lines    atomic.Int64       // lines taken
 	ownReads atomic.Int64       // chunks read on its own (catching up)
 
@@ -55,7 +56,12 @@ type stream struct {
 func (s *stream) run(ctx, sendCtx context.Context) error {
 	for {
 		if s.queue != nil {
+			if len(s.queue) == 0 {
+				s.idle.Store(true)
+				s.in.hub.wake()
+			}
 			c, ok := <-s.queue
+			s.idle.Store(false)
 			if ok {
 				s.in.hub.wake()
 				s.handle(sendCtx, c)
