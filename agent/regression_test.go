@@ -2,12 +2,17 @@ package agent
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/audittail/audittail/outputs"
 	"github.com/audittail/audittail/outputs/file"
@@ -185,5 +190,202 @@ func TestATornCheckpointFallsBackToItsFsyncedCopy(t *testing.T) {
 	os.WriteFile(filepath.Join(h.cfg.StateDir, CheckpointFile+".synced"), []byte("{"), 0o600)
 	if _, err := New(h.cfg, h.log(), func(c outputs.Config) (outputs.Output, error) { return file.New(file.Options{Path: h.out}, nil) }, Options{}); err == nil || !strings.Contains(err.Error(), "--reset-checkpoint") {
 		t.Fatalf("both copies torn: %v", err)
+	}
+}
+
+func TestATornGzipBackupAtTheCheckpointIsSkippedCountedAndTheNextBackupsDelivered(t *testing.T) {
+	h := newHarness(t, nil)
+	appendLines(t, h.input, events(0, 200)) // file A
+	h.start(Options{})
+	h.waitDelivered(200)
+	h.stop()
+
+	// While the agent is down A is rotated and compressed, and a crash
+	// tears its .gz; B is rotated after it; C is live.
+	t0 := time.Now()
+	a := backupName(h.input, t0)
+	if err := os.Rename(h.input, a); err != nil {
+		t.Fatal(err)
+	}
+	gzipFile(t, a)
+	gz, err := os.ReadFile(a + ".gz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(a+".gz", gz[:len(gz)/2], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	appendLines(t, h.input, events(200, 250))
+	if err := os.Rename(h.input, backupName(h.input, t0.Add(time.Second))); err != nil {
+		t.Fatal(err)
+	}
+	appendLines(t, h.input, events(250, 300))
+
+	h.start(Options{})
+	got := h.waitDelivered(300)
+	s := h.stop()
+	assertLines(t, got, events(0, 300))
+	if s.Read.LostFiles != 1 {
+		t.Fatalf("lost files %d, want 1 (the torn backup)", s.Read.LostFiles)
+	}
+	if log := h.logBuf.String(); !strings.Contains(log, "data lost") || !strings.Contains(log, filepath.Base(a)+".gz") {
+		t.Fatalf("the torn backup is not named in a data lost line:\n%s", log)
+	}
+}
+
+func TestASecondAgentOnTheSameStateDirFailsNamingTheFirst(t *testing.T) {
+	h := newHarness(t, nil)
+	h.start(Options{})
+	_, err := New(h.cfg, h.log(), func(c outputs.Config) (outputs.Output, error) { return file.New(file.Options{Path: h.out}, h.log()) }, Options{})
+	if !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), fmt.Sprintf("pid %d", os.Getpid())) {
+		t.Fatalf("second agent: %v, want ErrLocked naming pid %d", err, os.Getpid())
+	}
+	h.stop()
+	// Once the first is gone the state_dir is free again.
+	h.start(Options{})
+	h.stop()
+}
+
+// closeRecorder records how its output was closed.
+type closeRecorder struct {
+	outputs.Output
+	block    bool // Send waits for ctx
+	mu       sync.Mutex
+	closed   bool
+	deadline time.Time
+	canceled time.Time // when a blocked Send saw its ctx done
+}
+
+func (c *closeRecorder) Send(ctx context.Context, b *outputs.Batch) error {
+	if !c.block {
+		return c.Output.Send(ctx, b)
+	}
+	<-ctx.Done()
+	c.mu.Lock()
+	c.canceled = time.Now()
+	c.mu.Unlock()
+	return ctx.Err()
+}
+
+func (c *closeRecorder) Close(ctx context.Context) error {
+	c.mu.Lock()
+	c.closed = true
+	c.deadline, _ = ctx.Deadline()
+	c.mu.Unlock()
+	return c.Output.Close(ctx)
+}
+
+func TestShutdownHasOneDeadlineForSendingAndClosing(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.ShutdownTimeout = time.Second })
+	rec := &closeRecorder{block: true}
+	log := h.log()
+	a, err := New(h.cfg, log, func(c outputs.Config) (outputs.Output, error) {
+		fo, err := file.New(file.Options{Path: h.out}, log)
+		rec.Output = fo
+		return rec, err
+	}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendLines(t, h.input, events(0, 10))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	time.Sleep(10 * h.cfg.PollInterval) // a Send is blocked
+	cancel()
+	<-done
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if rec.canceled.IsZero() || !rec.closed {
+		t.Fatalf("send canceled at %v, closed %v", rec.canceled, rec.closed)
+	}
+	// The senders used the whole budget: closing gets what is left, not a
+	// fresh shutdown_timeout.
+	if left := rec.deadline.Sub(rec.canceled); left > h.cfg.ShutdownTimeout/2 {
+		t.Fatalf("Close got a deadline %s after the senders' budget ran out, want the same deadline", left)
+	}
+}
+
+func TestAStartErrorLeavesNothingOpen(t *testing.T) {
+	h := newHarness(t, nil)
+	notDir := filepath.Join(h.dir, "plain-file")
+	if err := os.WriteFile(notDir, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	appendLines(t, h.input, events(0, 10))
+	h.cfg.Inputs = append(h.cfg.Inputs, InputConfig{Path: filepath.Join(notDir, "audit.log"), StartAt: StartBeginning})
+	var recs []*closeRecorder
+	log := h.log()
+	a, err := New(h.cfg, log, func(c outputs.Config) (outputs.Output, error) {
+		fo, err := file.New(file.Options{Path: h.out}, log)
+		r := &closeRecorder{Output: fo}
+		recs = append(recs, r)
+		return r, err
+	}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Run(context.Background()); err == nil || !strings.Contains(err.Error(), notDir) {
+		t.Fatalf("Run: %v, want an error naming %s", err, notDir)
+	}
+	for _, r := range recs {
+		if !r.closed {
+			t.Fatal("an output was left open")
+		}
+	}
+	if open := openFiles(t, h.dir); len(open) > 0 {
+		t.Fatalf("files left open: %v", open)
+	}
+	// The state_dir lock went with it.
+	h.cfg.Inputs = h.cfg.Inputs[:1]
+	h.start(Options{})
+	h.stop()
+}
+
+// openFiles lists this process's open descriptors on files under dir.
+func openFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skip("no /proc/self/fd")
+	}
+	var out []string
+	for _, fd := range fds {
+		if target, err := os.Readlink(filepath.Join("/proc/self/fd", fd.Name())); err == nil && strings.HasPrefix(target, dir) {
+			out = append(out, target)
+		}
+	}
+	return out
+}
+
+func TestACheckpointThatCannotBeWrittenIsCountedAndLoggedSparingly(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.CheckpointInterval = 10 * time.Millisecond; c.Batch.MaxEvents = 1 })
+	h.start(Options{})
+	appendLines(t, h.input, events(0, 1))
+	h.waitDelivered(1)
+	// The checkpoint's path becomes a non-empty directory: no rename can
+	// replace it, as on a full or broken disk.
+	cp := filepath.Join(h.cfg.StateDir, CheckpointFile)
+	if err := os.Remove(cp); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(cp, "x"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i < 100; i++ {
+		appendLines(t, h.input, events(i, i+1))
+		time.Sleep(5 * time.Millisecond)
+	}
+	h.waitDelivered(100)
+	waitFor(t, func() bool { return h.agent.checkpointFails.Load() >= 20 }, "checkpoint failures counted")
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(h.agent.Collector())
+	if v := metricValue(t, reg, "audittail_checkpoint_failures_total", nil); v < 20 {
+		t.Fatalf("audittail_checkpoint_failures_total %v, want the failures counted", v)
+	}
+	os.RemoveAll(cp)
+	h.stop()
+	if n := strings.Count(h.logBuf.String(), "cannot write checkpoint"); n > 3 {
+		t.Fatalf("%d log lines for the failing checkpoint in about a second, want at most one per 10s", n)
 	}
 }

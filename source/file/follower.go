@@ -250,12 +250,22 @@ func (f *follower) resolve(c *Cursor, startAt string) error {
 		if i := findByFingerprint(files, c.FP, time.Time{}, true); i >= 0 {
 			ref := files[i]
 			s, err := f.openRef(ref, c.Offset)
+			if err != nil && !ref.Live {
+				// A torn or corrupt backup (a .gz cut short by a crash, say)
+				// cannot be read to the checkpointed offset: give up on it
+				// alone, count what was left of it, go on with the next.
+				f.log.Error("cannot resume in a rotated backup; skipping it", "path", ref.Path, "offset", c.Offset, "error", err)
+				f.done.add(c.FP)
+				f.lose(ref.Path, max(0, c.Size-c.Offset), "the checkpointed backup cannot be read")
+				f.floor = ref.TS
+				return f.openFirst(backupsAfter(append(files[:i:i], files[i+1:]...), ref, true))
+			}
 			if err != nil {
 				return err
 			}
 			s.fp = c.FP
 			f.setCur(s)
-			f.pending = backupsAfter(files, ref)
+			f.pending = backupsAfter(files, ref, false)
 			if !ref.Live {
 				f.lastBackup = ref.TS
 			}
@@ -352,13 +362,15 @@ func (f *follower) openRef(ref Ref, off int64) (*openFile, error) {
 	return s, err
 }
 
-func backupsAfter(files []Ref, ref Ref) []Ref {
+// backupsAfter returns the backups rotated after ref (none if ref is the
+// live file), oldest first, and the live file last with live.
+func backupsAfter(files []Ref, ref Ref, live bool) []Ref {
 	if ref.Live {
 		return nil
 	}
 	var out []Ref
 	for _, r := range files {
-		if !r.Live && r.TS.After(ref.TS) {
+		if (!r.Live && r.TS.After(ref.TS)) || (live && r.Live) {
 			out = append(out, r)
 		}
 	}
