@@ -135,11 +135,8 @@ func (o *Output) Send(ctx context.Context, b *outputs.Batch) error {
 
 // Truncated returns how many events were sent without their objects to fit
 // max_record_bytes (counted when encoded; a resent batch counts again).
-func (o *Output) Truncated() int64 {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.enc.truncated
-}
+// It does not wait for a Send in progress.
+func (o *Output) Truncated() int64 { return o.enc.truncated.Load() }
 
 // exchange writes msg and waits for the ack of chunk. watch cuts the
 // deadlines short when ctx is done; a cancellation that came before the

@@ -767,3 +767,40 @@ func TestARecordOverMaxRecordBytesIsCutOrRejected(t *testing.T) {
 		t.Fatalf("messages %+v, want one with size 2", m)
 	}
 }
+
+func TestTruncatedAnswersWhileASendWaitsForAnAckThatNeverComes(t *testing.T) {
+	r := startReceiver(t, fluentdtest.Config{})
+	o := newOutput(t, Options{Address: r.Addr(), MaxRecordBytes: 64 << 10, AckTimeout: time.Hour})
+	b := &outputs.Batch{}
+	b.Append([]byte(`{"kind":"Event","auditID":"cut","requestObject":{"data":"` + strings.Repeat("x", 100<<10) + `"}}`))
+	b.Parse(nil)
+	if err := send(t, o, b); err != nil {
+		t.Fatal(err)
+	}
+	r.WithholdAcks(1, true) // the receiver keeps the next batch and never answers
+	ctx, cancel := context.WithCancel(context.Background())
+	sent := make(chan error, 1)
+	go func() { sent <- o.Send(ctx, genBatch(81, 5, auditgen.Metadata)) }()
+	defer func() {
+		cancel()
+		<-sent
+	}()
+	for len(r.Messages()) < 2 { // the Send is now waiting for its ack
+		select {
+		case err := <-sent:
+			t.Fatalf("Send returned %v before its ack", err)
+		case <-time.After(time.Millisecond):
+		}
+	}
+	got := make(chan int64, 1)
+	go func() { got <- o.Truncated() }()
+	select {
+	case n := <-got:
+		if n != 1 {
+			t.Fatalf("Truncated() = %d, want 1", n)
+		}
+	case <-time.After(10 * time.Second):
+		// A metrics scrape must not wait for ack_timeout (here an hour).
+		t.Fatal("Truncated() blocked while a Send waited for its ack")
+	}
+}
