@@ -46,14 +46,29 @@ type Output struct {
 	lastRotate time.Time
 	chunk      []byte
 
-	// cur is a handle on the current file (the file itself when plain; our
-	// own descriptor on lumberjack's when rotating), used to measure and
-	// cut it.
-	cur     *os.File
-	curInfo os.FileInfo
+	// For Sync: cur is a handle on the current file (the file itself when
+	// plain; our own descriptor on lumberjack's when rotating), used to
+	// measure, cut and fsync it. retired holds the files rotated away since
+	// the last Sync, whose data may still be in the page cache; dirDirty
+	// says a file was created or renamed in the directory since then.
+	cur      *os.File
+	curInfo  os.FileInfo
+	retired  []*os.File
+	dirDirty bool
+	syncing  *os.File // the file a Sync is fsyncing outside mu: not closed under it
+	syncErr  error    // an fsync that failed outside Sync, reported by the next
+	syncMu   sync.Mutex
 }
 
-var _ outputs.Output = (*Output)(nil)
+// maxRetired bounds the rotated-away files kept open for the next Sync: an
+// agent that never calls Sync must not leak a descriptor per rotation. The
+// oldest is then fsynced and closed during Send instead.
+const maxRetired = 8
+
+var (
+	_ outputs.Output = (*Output)(nil)
+	_ outputs.Syncer = (*Output)(nil)
+)
 
 // Options are the `file` output's keys.
 type Options struct {
@@ -97,7 +112,7 @@ func New(cfg Options, log *slog.Logger) (*Output, error) {
 	if cut > 0 && log != nil {
 		log.Warn("removed a torn last line left by a crash; it will be sent again", "path", cfg.Path, "bytes", cut)
 	}
-	o := &Output{name: cfg.Path, path: cfg.Path, log: log}
+	o := &Output{name: cfg.Path, path: cfg.Path, log: log, dirDirty: true}
 	if cfg.MaxSizeMB > 0 {
 		lj := &lumberjack.Logger{
 			Filename:   cfg.Path,
@@ -292,12 +307,12 @@ func (o *Output) measure() (int64, error) {
 }
 
 // track makes o.cur a handle on the file now at o.path (rotating output).
+// A file that was rotated away is kept for the next Sync.
 func (o *Output) track() error {
 	fi, err := os.Stat(o.path)
 	if errors.Is(err, os.ErrNotExist) {
 		if o.cur != nil { // renamed, and the new file not created yet
-			o.cur.Close()
-			o.cur, o.curInfo = nil, nil
+			o.retire()
 		}
 		return nil
 	}
@@ -316,14 +331,107 @@ func (o *Output) track() error {
 		return fmt.Errorf("cannot stat output file %s: %w", o.path, err)
 	}
 	if o.cur != nil {
-		o.cur.Close()
+		o.retire()
 	}
-	o.cur, o.curInfo = f, fi
+	o.cur, o.curInfo, o.dirDirty = f, fi, true
 	return nil
 }
 
-// Close closes the file.
+// retire moves o.cur to the files the next Sync fsyncs, fsyncing and
+// closing the oldest now if too many wait.
+func (o *Output) retire() {
+	o.retired = append(o.retired, o.cur)
+	o.cur, o.curInfo = nil, nil
+	for len(o.retired) > maxRetired && o.retired[0] != o.syncing {
+		f := o.retired[0]
+		o.retired = o.retired[1:]
+		if err := f.Sync(); err != nil && o.syncErr == nil {
+			o.syncErr = fmt.Errorf("cannot sync a rotated file of %s: %w", o.path, err)
+		}
+		f.Close()
+	}
+}
+
+// Sync makes every line acknowledged before it durable: it fsyncs the
+// current file, the files rotated away since the last Sync, and the
+// directory when a rotation created a file in it. It may run while a Send
+// writes (it holds the output's lock only to see which files to fsync). A
+// stream has nothing to sync.
+func (o *Output) Sync() error {
+	o.syncMu.Lock()
+	defer o.syncMu.Unlock()
+	o.mu.Lock()
+	if o.closed {
+		o.mu.Unlock()
+		return outputs.ErrClosed
+	}
+	if o.path == "" {
+		o.mu.Unlock()
+		return nil
+	}
+	var errs []error
+	if o.lj != nil {
+		// lumberjack may have created the file (first write) or, at the
+		// maximum size exactly, rotated it on its own.
+		if err := o.track(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	cur, retired, dir := o.cur, o.retired, o.dirDirty
+	o.retired, o.dirDirty, o.syncing = nil, false, cur
+	if o.syncErr != nil {
+		errs = append(errs, o.syncErr)
+		o.syncErr = nil
+	}
+	o.mu.Unlock()
+
+	var failed []*os.File
+	for _, f := range retired {
+		if err := f.Sync(); err != nil {
+			errs = append(errs, fmt.Errorf("cannot sync a rotated file of %s: %w", o.path, err))
+			failed = append(failed, f)
+			continue
+		}
+		f.Close()
+	}
+	if cur != nil {
+		if err := cur.Sync(); err != nil {
+			errs = append(errs, fmt.Errorf("cannot sync %s: %w", o.path, err))
+		}
+	}
+	if dir {
+		if err := syncDir(filepath.Dir(o.path)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+
+	o.mu.Lock()
+	o.syncing = nil
+	if len(errs) > 0 { // try again next time
+		o.retired = append(failed, o.retired...)
+		o.dirDirty = o.dirDirty || dir
+	}
+	o.mu.Unlock()
+	return errors.Join(errs...)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("cannot open directory %s to sync it: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("cannot sync directory %s: %w", dir, err)
+	}
+	return nil
+}
+
+// Close closes the file. A Sync in progress is waited for; Sync after
+// Close returns ErrClosed.
 func (o *Output) Close(context.Context) error {
+	o.syncMu.Lock()
+	defer o.syncMu.Unlock()
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.closed {
@@ -336,10 +444,14 @@ func (o *Output) Close(context.Context) error {
 			errs = append(errs, fmt.Errorf("cannot close %s: %w", o.name, err))
 		}
 	}
-	if o.lj != nil && o.cur != nil { // our own handle (a plain file's is its closer)
-		o.cur.Close()
+	if o.lj != nil { // our own handles (a plain file's is its closer)
+		for _, f := range append(o.retired, o.cur) {
+			if f != nil {
+				f.Close()
+			}
+		}
 	}
-	o.cur = nil
+	o.cur, o.retired = nil, nil
 	return errors.Join(errs...)
 }
 
