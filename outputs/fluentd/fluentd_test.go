@@ -1,6 +1,7 @@
 package fluentd
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/ecdsa"
@@ -12,6 +13,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"io"
 	"math/big"
 	"net"
 	"os"
@@ -802,5 +804,43 @@ func TestTruncatedAnswersWhileASendWaitsForAnAckThatNeverComes(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		// A metrics scrape must not wait for ack_timeout (here an hour).
 		t.Fatal("Truncated() blocked while a Send waited for its ack")
+	}
+}
+
+func TestAnIdleConnectionIsReusedAfterAckTimeoutHasPassed(t *testing.T) {
+	// The ack wait leaves a read deadline on the connection; once it has
+	// passed, the liveness probe must not take it for a closed connection.
+	r := startReceiver(t, fluentdtest.Config{})
+	o := newOutput(t, Options{Address: r.Addr(), AckTimeout: 50 * time.Millisecond})
+	if err := send(t, o, genBatch(82, 5, auditgen.Metadata)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // idle for longer than ack_timeout
+	if err := send(t, o, genBatch(83, 5, auditgen.Metadata)); err != nil {
+		t.Fatal(err)
+	}
+	if n := r.Connections(); n != 1 {
+		t.Fatalf("%d connections, want the first one reused", n)
+	}
+}
+
+func TestAConnectionWithAnUnaskedAnswerPendingIsNotReused(t *testing.T) {
+	// Bytes the receiver sent between two batches (a late or repeated
+	// ack) would be read as the next batch's answer: the next Send must
+	// start on a new connection instead of failing on a mismatched ack.
+	r := startReceiver(t, fluentdtest.Config{})
+	o := newOutput(t, Options{Address: r.Addr()})
+	if err := send(t, o, genBatch(84, 5, auditgen.Metadata)); err != nil {
+		t.Fatal(err)
+	}
+	o.mu.Lock()
+	o.conn.br = bufio.NewReader(io.MultiReader(strings.NewReader("\x81\xa3ack\xa1x"), o.conn.nc))
+	o.conn.br.Peek(1) // buffered above the socket: invisible to a peek at it
+	o.mu.Unlock()
+	if err := send(t, o, genBatch(85, 5, auditgen.Metadata)); err != nil {
+		t.Fatalf("Send after an unasked answer: %v", err)
+	}
+	if n := r.Connections(); n != 2 {
+		t.Fatalf("%d connections, want a new one for the second batch", n)
 	}
 }
