@@ -844,3 +844,75 @@ func TestAConnectionWithAnUnaskedAnswerPendingIsNotReused(t *testing.T) {
 		t.Fatalf("%d connections, want a new one for the second batch", n)
 	}
 }
+
+// TestThousandsOfSmallBatchesOverTLSNeverWaitForAnAckAndNeverRepeatAChunk
+// is the regression test of issue 9, item 4: over TLS, one batch per run
+// waited the whole ack_timeout and was sent again. Every batch here must be
+// acknowledged well before ack_timeout, arrive once, with a chunk id seen
+// once, on as many connections as the receiver allows.
+func TestThousandsOfSmallBatchesOverTLSNeverWaitForAnAckAndNeverRepeatAChunk(t *testing.T) {
+	server := newPKI(t, "server")
+	const ackTimeout = 20 * time.Second
+	for _, c := range []struct {
+		name      string
+		version   uint16
+		batches   int
+		sharedKey string
+		oneShot   bool // the receiver closes each connection after one message
+	}{
+		{"TLS 1.3, one connection", tls.VersionTLS13, 3000, "", false},
+		{"TLS 1.2, one connection", tls.VersionTLS12, 3000, "", false},
+		{"TLS 1.3, a new connection per batch", tls.VersionTLS13, 300, "k", true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			serverTLS := &tls.Config{Certificates: []tls.Certificate{server.cert}, MinVersion: c.version, MaxVersion: c.version}
+			r := startReceiver(t, fluentdtest.Config{TLS: serverTLS, SharedKey: c.sharedKey, DenyKeepalive: c.oneShot})
+			opts := Options{Address: "tls://" + r.Addr(), TLS: TLSOptions{CAFile: server.caFile}, AckTimeout: ackTimeout}
+			if c.sharedKey != "" {
+				opts.SharedKeyFile = writeFile(t, "k", c.sharedKey)
+			}
+			o := newOutput(t, opts)
+			ctx, cancel := context.WithCancel(context.Background()) // cancellable, as the agent's
+			defer cancel()
+			var want []string
+			var slowest time.Duration
+			for i := range c.batches {
+				b := genBatch(uint64(1000+i), 2, auditgen.Metadata)
+				start := time.Now()
+				if err := o.Send(ctx, b); err != nil {
+					t.Fatalf("Send %d: %v", i, err)
+				}
+				if d := time.Since(start); d > slowest {
+					slowest = d
+				}
+				if slowest >= ackTimeout/2 {
+					t.Fatalf("Send %d took %s, near ack_timeout (%s): its ack was missed", i, slowest, ackTimeout)
+				}
+				want = append(want, ids(b)...)
+			}
+			t.Logf("%d batches, slowest Send %s", c.batches, slowest)
+			chunks := map[string]int{}
+			for _, m := range r.Messages() {
+				chunks[m.Chunk]++
+			}
+			if len(chunks) != c.batches {
+				t.Errorf("%d distinct chunk ids for %d batches", len(chunks), c.batches)
+			}
+			for id, n := range chunks {
+				if n != 1 {
+					t.Errorf("chunk %s received %d times", id, n)
+				}
+			}
+			if got := r.AuditIDs(); !slices.Equal(got, want) {
+				t.Errorf("received %d events, want the %d sent, once each and in order", len(got), len(want))
+			}
+			wantConns := 1
+			if c.oneShot {
+				wantConns = c.batches
+			}
+			if n := r.Connections(); n != wantConns {
+				t.Errorf("%d connections, want %d", n, wantConns)
+			}
+		})
+	}
+}
