@@ -30,19 +30,45 @@ type Output struct {
 	closer io.Closer
 	name   string
 	closed bool
+	log    *slog.Logger
 
-	// A file (plain or rotating) whose size is tracked, so that a failed
-	// write can be cut back to the last complete line, and so that
-	// lumberjack never rotates twice in one millisecond (its backup names
+	// A file (plain or rotating). Before each write the output measures
+	// the file the write goes to, so that a failed write is cut back to
+	// exactly what the file held before it and never further (issue 9: a
+	// size believed instead of measured cut 930,000 acknowledged bytes).
+	// The output rotates lumberjack itself, before a write that would
+	// reach the maximum size, never twice in one millisecond (backup names
 	// carry milliseconds: the second rename would overwrite the first).
 	path       string
-	size       int64
-	maxSize    int64 // rotating at this size; 0: never
+	lj         *lumberjack.Logger // rotating; nil for a plain file
+	size       int64              // the current file's size: measured, plus what was written since
+	maxSize    int64              // rotating at this size; 0: never
 	lastRotate time.Time
 	chunk      []byte
+
+	// For Sync: cur is a handle on the current file (the file itself when
+	// plain; our own descriptor on lumberjack's when rotating), used to
+	// measure, cut and fsync it. retired holds the files rotated away since
+	// the last Sync, whose data may still be in the page cache; dirDirty
+	// says a file was created or renamed in the directory since then.
+	cur      *os.File
+	curInfo  os.FileInfo
+	retired  []*os.File
+	dirDirty bool
+	syncing  *os.File // the file a Sync is fsyncing outside mu: not closed under it
+	syncErr  error    // an fsync that failed outside Sync, reported by the next
+	syncMu   sync.Mutex
 }
 
-var _ outputs.Output = (*Output)(nil)
+// maxRetired bounds the rotated-away files kept open for the next Sync: an
+// agent that never calls Sync must not leak a descriptor per rotation. The
+// oldest is then fsynced and closed during Send instead.
+const maxRetired = 8
+
+var (
+	_ outputs.Output = (*Output)(nil)
+	_ outputs.Syncer = (*Output)(nil)
+)
 
 // Options are the `file` output's keys.
 type Options struct {
@@ -86,10 +112,7 @@ func New(cfg Options, log *slog.Logger) (*Output, error) {
 	if cut > 0 && log != nil {
 		log.Warn("removed a torn last line left by a crash; it will be sent again", "path", cfg.Path, "bytes", cut)
 	}
-	o := &Output{name: cfg.Path, path: cfg.Path}
-	if fi, err := os.Stat(cfg.Path); err == nil {
-		o.size = fi.Size()
-	}
+	o := &Output{name: cfg.Path, path: cfg.Path, log: log, dirDirty: true}
 	if cfg.MaxSizeMB > 0 {
 		lj := &lumberjack.Logger{
 			Filename:   cfg.Path,
@@ -97,14 +120,21 @@ func New(cfg Options, log *slog.Logger) (*Output, error) {
 			MaxBackups: cfg.MaxBackups,
 			Compress:   cfg.Compress,
 		}
-		o.w, o.closer, o.maxSize = lj, lj, int64(cfg.MaxSizeMB)<<20
+		o.w, o.closer, o.lj, o.maxSize = lj, lj, lj, int64(cfg.MaxSizeMB)<<20
+		if o.size, err = o.measure(); err != nil {
+			return nil, err
+		}
 		return o, nil
 	}
 	f, err := os.OpenFile(cfg.Path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
 	if err != nil {
 		return nil, fmt.Errorf("cannot open output file %s: %w", cfg.Path, err)
 	}
-	o.w, o.closer = f, f
+	o.w, o.closer, o.cur = f, f, f
+	if o.size, err = o.measure(); err != nil {
+		f.Close()
+		return nil, err
+	}
 	return o, nil
 }
 
@@ -146,7 +176,7 @@ func (o *Output) Send(ctx context.Context, b *outputs.Batch) error {
 			rejected = append(rejected, i)
 			continue
 		}
-		if len(o.chunk) > 0 && (len(o.chunk)+int(n) > maxChunk || o.size+int64(len(o.chunk))+n > o.maxSize) {
+		if len(o.chunk) > 0 && (len(o.chunk)+int(n) > maxChunk || o.rotates(o.size+int64(len(o.chunk)), n)) {
 			if err := o.write(o.chunk); err != nil {
 				return err
 			}
@@ -165,41 +195,264 @@ func (o *Output) Send(ctx context.Context, b *outputs.Batch) error {
 	return nil
 }
 
-// write appends p to the file, rotating first if lumberjack will.
+// rotates reports whether a write of n bytes to a file of size bytes
+// rotates it first. lumberjack itself rotates when the write would pass
+// the maximum (size+n > max), or reach it when it opens the file
+// (size+n >= max); rotating at the stricter of the two, and only here,
+// means lumberjack never rotates on its own.
+func (o *Output) rotates(size, n int64) bool {
+	return o.maxSize > 0 && size > 0 && size+n >= o.maxSize
+}
+
+// write appends p to the file, rotating it first when it is full. A
+// failed write is cut back to the size the file was measured to have just
+// before it: what earlier writes added is never cut.
 func (o *Output) write(p []byte) error {
-	if o.maxSize > 0 && o.size+int64(len(p)) > o.maxSize {
-		// lumberjack rotates on this write: never twice in a millisecond.
-		if d := 2*time.Millisecond - time.Since(o.lastRotate); d > 0 {
-			time.Sleep(d)
-		}
-		o.lastRotate = time.Now()
-		o.size = 0
+	before, err := o.measure()
+	if err != nil {
+		return err
 	}
+	if o.rotates(before, int64(len(p))) {
+		if err := o.rotate(); err != nil {
+			o.size = before
+			return err
+		}
+		if before, err = o.measure(); err != nil {
+			return err
+		}
+	}
+	target := o.cur // the file this write goes to (nil: not created yet)
 	if _, err := o.w.Write(p); err != nil {
-		// Cut a partly written line: it would run into the retry's first.
-		if terr := os.Truncate(o.path, o.size); terr != nil {
-			err = errors.Join(err, fmt.Errorf("cannot cut the torn write: %w", terr))
+		err = fmt.Errorf("cannot write to %s: %w", o.name, err)
+		if cerr := o.cutTornWrite(target, before); cerr != nil {
+			err = errors.Join(err, cerr)
 		}
-		return fmt.Errorf("cannot write to %s: %w", o.name, err)
+		return err
 	}
-	o.size += int64(len(p))
+	o.size = before + int64(len(p))
 	return nil
 }
 
-// Close closes the file.
+// rotate has lumberjack rename the current file to a backup and create a
+// new one. A refused rename leaves the current file as it was (lumberjack
+// only closed it); the next write tries again.
+func (o *Output) rotate() error {
+	if d := 2*time.Millisecond - time.Since(o.lastRotate); d > 0 {
+		time.Sleep(d)
+	}
+	o.lastRotate = time.Now()
+	if err := o.lj.Rotate(); err != nil {
+		return fmt.Errorf("cannot rotate %s: %w", o.path, err)
+	}
+	return o.track()
+}
+
+// cutTornWrite removes what a failed write left: on target, the bytes past
+// before (its size measured just before the write), and a file that the
+// write itself created (lumberjack rotating on its own), whole. Nothing
+// else is touched.
+func (o *Output) cutTornWrite(target *os.File, before int64) error {
+	var errs []error
+	cut := func(f *os.File, size int64) {
+		fi, err := f.Stat()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("cannot stat %s to cut the torn write: %w", o.path, err))
+			return
+		}
+		if fi.Size() <= size {
+			return
+		}
+		if err := f.Truncate(size); err != nil {
+			errs = append(errs, fmt.Errorf("cannot cut the torn write from %s: %w", o.path, err))
+		} else if o.log != nil {
+			o.log.Warn("cut a torn write; the batch will be sent again", "path", o.path, "bytes", fi.Size()-size)
+		}
+	}
+	if target != nil {
+		cut(target, before)
+	}
+	if o.lj != nil {
+		if err := o.track(); err != nil {
+			errs = append(errs, err)
+		} else if o.cur != nil && o.cur != target {
+			cut(o.cur, 0)
+		}
+		// lumberjack's descriptor has no O_APPEND when it created the file
+		// and its size count includes the torn bytes: closing it makes the
+		// next write reopen the file for appending and measure it.
+		if err := o.lj.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("cannot close %s: %w", o.path, err))
+		}
+	}
+	o.size = before
+	return errors.Join(errs...)
+}
+
+// measure returns the size of the file the next write goes to (0 if it
+// does not exist yet), making o.cur a handle on it.
+func (o *Output) measure() (int64, error) {
+	if o.lj != nil {
+		if err := o.track(); err != nil {
+			return 0, err
+		}
+	}
+	if o.cur == nil {
+		return 0, nil
+	}
+	fi, err := o.cur.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("cannot stat output file %s: %w", o.path, err)
+	}
+	return fi.Size(), nil
+}
+
+// track makes o.cur a handle on the file now at o.path (rotating output).
+// A file that was rotated away is kept for the next Sync.
+func (o *Output) track() error {
+	fi, err := os.Stat(o.path)
+	if errors.Is(err, os.ErrNotExist) {
+		if o.cur != nil { // renamed, and the new file not created yet
+			o.retire()
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("cannot stat output file %s: %w", o.path, err)
+	}
+	if o.cur != nil && os.SameFile(o.curInfo, fi) {
+		return nil
+	}
+	f, err := os.OpenFile(o.path, os.O_WRONLY, 0)
+	if err != nil {
+		return fmt.Errorf("cannot open output file %s: %w", o.path, err)
+	}
+	if fi, err = f.Stat(); err != nil {
+		f.Close()
+		return fmt.Errorf("cannot stat output file %s: %w", o.path, err)
+	}
+	if o.cur != nil {
+		o.retire()
+	}
+	o.cur, o.curInfo, o.dirDirty = f, fi, true
+	return nil
+}
+
+// retire moves o.cur to the files the next Sync fsyncs, fsyncing and
+// closing the oldest now if too many wait.
+func (o *Output) retire() {
+	o.retired = append(o.retired, o.cur)
+	o.cur, o.curInfo = nil, nil
+	for len(o.retired) > maxRetired && o.retired[0] != o.syncing {
+		f := o.retired[0]
+		o.retired = o.retired[1:]
+		if err := f.Sync(); err != nil && o.syncErr == nil {
+			o.syncErr = fmt.Errorf("cannot sync a rotated file of %s: %w", o.path, err)
+		}
+		f.Close()
+	}
+}
+
+// Sync makes every line acknowledged before it durable: it fsyncs the
+// current file, the files rotated away since the last Sync, and the
+// directory when a rotation created a file in it. It may run while a Send
+// writes (it holds the output's lock only to see which files to fsync). A
+// stream has nothing to sync.
+func (o *Output) Sync() error {
+	o.syncMu.Lock()
+	defer o.syncMu.Unlock()
+	o.mu.Lock()
+	if o.closed {
+		o.mu.Unlock()
+		return outputs.ErrClosed
+	}
+	if o.path == "" {
+		o.mu.Unlock()
+		return nil
+	}
+	var errs []error
+	if o.lj != nil {
+		// lumberjack may have created the file (first write) or, at the
+		// maximum size exactly, rotated it on its own.
+		if err := o.track(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	cur, retired, dir := o.cur, o.retired, o.dirDirty
+	o.retired, o.dirDirty, o.syncing = nil, false, cur
+	if o.syncErr != nil {
+		errs = append(errs, o.syncErr)
+		o.syncErr = nil
+	}
+	o.mu.Unlock()
+
+	var failed []*os.File
+	for _, f := range retired {
+		if err := f.Sync(); err != nil {
+			errs = append(errs, fmt.Errorf("cannot sync a rotated file of %s: %w", o.path, err))
+			failed = append(failed, f)
+			continue
+		}
+		f.Close()
+	}
+	if cur != nil {
+		if err := cur.Sync(); err != nil {
+			errs = append(errs, fmt.Errorf("cannot sync %s: %w", o.path, err))
+		}
+	}
+	if dir {
+		if err := syncDir(filepath.Dir(o.path)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+
+	o.mu.Lock()
+	o.syncing = nil
+	if len(errs) > 0 { // try again next time
+		o.retired = append(failed, o.retired...)
+		o.dirDirty = o.dirDirty || dir
+	}
+	o.mu.Unlock()
+	return errors.Join(errs...)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("cannot open directory %s to sync it: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("cannot sync directory %s: %w", dir, err)
+	}
+	return nil
+}
+
+// Close closes the file. A Sync in progress is waited for; Sync after
+// Close returns ErrClosed.
 func (o *Output) Close(context.Context) error {
+	o.syncMu.Lock()
+	defer o.syncMu.Unlock()
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.closed {
 		return nil
 	}
 	o.closed = true
+	var errs []error
 	if o.closer != nil {
 		if err := o.closer.Close(); err != nil {
-			return fmt.Errorf("cannot close %s: %w", o.name, err)
+			errs = append(errs, fmt.Errorf("cannot close %s: %w", o.name, err))
 		}
 	}
-	return nil
+	if o.lj != nil { // our own handles (a plain file's is its closer)
+		for _, f := range append(o.retired, o.cur) {
+			if f != nil {
+				f.Close()
+			}
+		}
+	}
+	o.cur, o.retired = nil, nil
+	return errors.Join(errs...)
 }
 
 // repairTornTail truncates path after its last newline if it does not end

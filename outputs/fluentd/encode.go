@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/audittail/audittail/outputs"
@@ -29,7 +30,10 @@ type encoder struct {
 	maxRecord int
 	cut       []byte
 	rejected  []int // lines of the last batch left out
-	truncated int64 // events sent cut
+	// truncated counts the events sent cut. It is atomic because the
+	// metrics collector reads it (Output.Truncated) while a Send holds the
+	// output's lock, possibly for a whole ack_timeout.
+	truncated atomic.Int64
 }
 
 // headroom leaves space before the event stream for head and a bin32 header.
@@ -111,7 +115,7 @@ func (e *encoder) appendEntries(dst []byte, b *outputs.Batch, now time.Time) []b
 				continue
 			}
 			line = e.cut
-			e.truncated++
+			e.truncated.Add(1)
 		}
 		sec, nsec := e.eventTime(b, i, line, now)
 		dst = append(dst, 0x92, 0xd7, 0x00)

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/audittail/audittail/outputs"
+	"github.com/audittail/audittail/outputs/internal/netx"
 )
 
 // Output sends batches to one Fluentd (or Fluent Bit) forward receiver over
@@ -89,8 +90,7 @@ func (o *Output) Send(ctx context.Context, b *outputs.Batch) error {
 	if b.Len() == 0 {
 		return nil
 	}
-	if o.conn != nil && !alive(o.conn.nc) {
-		o.log.Debug("the receiver closed the idle connection; reconnecting")
+	if o.conn != nil && !o.reusable(o.conn) {
 		o.drop()
 	}
 	if o.conn == nil {
@@ -135,11 +135,8 @@ func (o *Output) Send(ctx context.Context, b *outputs.Batch) error {
 
 // Truncated returns how many events were sent without their objects to fit
 // max_record_bytes (counted when encoded; a resent batch counts again).
-func (o *Output) Truncated() int64 {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.enc.truncated
-}
+// It does not wait for a Send in progress.
+func (o *Output) Truncated() int64 { return o.enc.truncated.Load() }
 
 // exchange writes msg and waits for the ack of chunk. watch cuts the
 // deadlines short when ctx is done; a cancellation that came before the
@@ -176,6 +173,26 @@ func (o *Output) exchange(ctx context.Context, c *conn, msg, chunk []byte) error
 		return fmt.Errorf("fluentd at %s acknowledged chunk %q, want %q", o.s.display, got, chunk)
 	}
 	return nil
+}
+
+// reusable reports whether the idle connection can carry the next batch:
+// the receiver has not closed it, and nothing it sent unasked waits to be
+// read, in our buffer or on the socket (it would be taken for the next
+// batch's ack).
+func (o *Output) reusable(c *conn) bool {
+	if c.br.Buffered() > 0 {
+		o.log.Debug("the receiver sent bytes unasked; reconnecting")
+		return false
+	}
+	switch netx.Probe(c.nc) {
+	case netx.Closed:
+		o.log.Debug("the receiver closed the idle connection; reconnecting")
+		return false
+	case netx.Data:
+		o.log.Debug("the receiver sent bytes unasked; reconnecting")
+		return false
+	}
+	return true
 }
 
 // drop closes the connection; the next Send dials again.

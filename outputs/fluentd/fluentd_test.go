@@ -1,6 +1,7 @@
 package fluentd
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/ecdsa"
@@ -12,6 +13,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"io"
 	"math/big"
 	"net"
 	"os"
@@ -765,5 +767,152 @@ func TestARecordOverMaxRecordBytesIsCutOrRejected(t *testing.T) {
 	}
 	if m := r.Messages(); len(m) != 1 || m[0].Size != 2 {
 		t.Fatalf("messages %+v, want one with size 2", m)
+	}
+}
+
+func TestTruncatedAnswersWhileASendWaitsForAnAckThatNeverComes(t *testing.T) {
+	r := startReceiver(t, fluentdtest.Config{})
+	o := newOutput(t, Options{Address: r.Addr(), MaxRecordBytes: 64 << 10, AckTimeout: time.Hour})
+	b := &outputs.Batch{}
+	b.Append([]byte(`{"kind":"Event","auditID":"cut","requestObject":{"data":"` + strings.Repeat("x", 100<<10) + `"}}`))
+	b.Parse(nil)
+	if err := send(t, o, b); err != nil {
+		t.Fatal(err)
+	}
+	r.WithholdAcks(1, true) // the receiver keeps the next batch and never answers
+	ctx, cancel := context.WithCancel(context.Background())
+	sent := make(chan error, 1)
+	go func() { sent <- o.Send(ctx, genBatch(81, 5, auditgen.Metadata)) }()
+	defer func() {
+		cancel()
+		<-sent
+	}()
+	for len(r.Messages()) < 2 { // the Send is now waiting for its ack
+		select {
+		case err := <-sent:
+			t.Fatalf("Send returned %v before its ack", err)
+		case <-time.After(time.Millisecond):
+		}
+	}
+	got := make(chan int64, 1)
+	go func() { got <- o.Truncated() }()
+	select {
+	case n := <-got:
+		if n != 1 {
+			t.Fatalf("Truncated() = %d, want 1", n)
+		}
+	case <-time.After(10 * time.Second):
+		// A metrics scrape must not wait for ack_timeout (here an hour).
+		t.Fatal("Truncated() blocked while a Send waited for its ack")
+	}
+}
+
+func TestAnIdleConnectionIsReusedAfterAckTimeoutHasPassed(t *testing.T) {
+	// The ack wait leaves a read deadline on the connection; once it has
+	// passed, the liveness probe must not take it for a closed connection.
+	r := startReceiver(t, fluentdtest.Config{})
+	o := newOutput(t, Options{Address: r.Addr(), AckTimeout: 50 * time.Millisecond})
+	if err := send(t, o, genBatch(82, 5, auditgen.Metadata)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // idle for longer than ack_timeout
+	if err := send(t, o, genBatch(83, 5, auditgen.Metadata)); err != nil {
+		t.Fatal(err)
+	}
+	if n := r.Connections(); n != 1 {
+		t.Fatalf("%d connections, want the first one reused", n)
+	}
+}
+
+func TestAConnectionWithAnUnaskedAnswerPendingIsNotReused(t *testing.T) {
+	// Bytes the receiver sent between two batches (a late or repeated
+	// ack) would be read as the next batch's answer: the next Send must
+	// start on a new connection instead of failing on a mismatched ack.
+	r := startReceiver(t, fluentdtest.Config{})
+	o := newOutput(t, Options{Address: r.Addr()})
+	if err := send(t, o, genBatch(84, 5, auditgen.Metadata)); err != nil {
+		t.Fatal(err)
+	}
+	o.mu.Lock()
+	o.conn.br = bufio.NewReader(io.MultiReader(strings.NewReader("\x81\xa3ack\xa1x"), o.conn.nc))
+	o.conn.br.Peek(1) // buffered above the socket: invisible to a peek at it
+	o.mu.Unlock()
+	if err := send(t, o, genBatch(85, 5, auditgen.Metadata)); err != nil {
+		t.Fatalf("Send after an unasked answer: %v", err)
+	}
+	if n := r.Connections(); n != 2 {
+		t.Fatalf("%d connections, want a new one for the second batch", n)
+	}
+}
+
+// TestThousandsOfSmallBatchesOverTLSNeverWaitForAnAckAndNeverRepeatAChunk
+// is the regression test of issue 9, item 4: over TLS, one batch per run
+// waited the whole ack_timeout and was sent again. Every batch here must be
+// acknowledged well before ack_timeout, arrive once, with a chunk id seen
+// once, on as many connections as the receiver allows.
+func TestThousandsOfSmallBatchesOverTLSNeverWaitForAnAckAndNeverRepeatAChunk(t *testing.T) {
+	server := newPKI(t, "server")
+	const ackTimeout = 20 * time.Second
+	for _, c := range []struct {
+		name      string
+		version   uint16
+		batches   int
+		sharedKey string
+		oneShot   bool // the receiver closes each connection after one message
+	}{
+		{"TLS 1.3, one connection", tls.VersionTLS13, 3000, "", false},
+		{"TLS 1.2, one connection", tls.VersionTLS12, 3000, "", false},
+		{"TLS 1.3, a new connection per batch", tls.VersionTLS13, 300, "k", true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			serverTLS := &tls.Config{Certificates: []tls.Certificate{server.cert}, MinVersion: c.version, MaxVersion: c.version}
+			r := startReceiver(t, fluentdtest.Config{TLS: serverTLS, SharedKey: c.sharedKey, DenyKeepalive: c.oneShot})
+			opts := Options{Address: "tls://" + r.Addr(), TLS: TLSOptions{CAFile: server.caFile}, AckTimeout: ackTimeout}
+			if c.sharedKey != "" {
+				opts.SharedKeyFile = writeFile(t, "k", c.sharedKey)
+			}
+			o := newOutput(t, opts)
+			ctx, cancel := context.WithCancel(context.Background()) // cancellable, as the agent's
+			defer cancel()
+			var want []string
+			var slowest time.Duration
+			for i := range c.batches {
+				b := genBatch(uint64(1000+i), 2, auditgen.Metadata)
+				start := time.Now()
+				if err := o.Send(ctx, b); err != nil {
+					t.Fatalf("Send %d: %v", i, err)
+				}
+				if d := time.Since(start); d > slowest {
+					slowest = d
+				}
+				if slowest >= ackTimeout/2 {
+					t.Fatalf("Send %d took %s, near ack_timeout (%s): its ack was missed", i, slowest, ackTimeout)
+				}
+				want = append(want, ids(b)...)
+			}
+			t.Logf("%d batches, slowest Send %s", c.batches, slowest)
+			chunks := map[string]int{}
+			for _, m := range r.Messages() {
+				chunks[m.Chunk]++
+			}
+			if len(chunks) != c.batches {
+				t.Errorf("%d distinct chunk ids for %d batches", len(chunks), c.batches)
+			}
+			for id, n := range chunks {
+				if n != 1 {
+					t.Errorf("chunk %s received %d times", id, n)
+				}
+			}
+			if got := r.AuditIDs(); !slices.Equal(got, want) {
+				t.Errorf("received %d events, want the %d sent, once each and in order", len(got), len(want))
+			}
+			wantConns := 1
+			if c.oneShot {
+				wantConns = c.batches
+			}
+			if n := r.Connections(); n != wantConns {
+				t.Errorf("%d connections, want %d", n, wantConns)
+			}
+		})
 	}
 }

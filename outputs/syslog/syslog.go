@@ -59,6 +59,7 @@ import (
 	"time"
 
 	"github.com/audittail/audittail/outputs"
+	"github.com/audittail/audittail/outputs/internal/netx"
 	"github.com/audittail/audittail/parser"
 )
 
@@ -76,7 +77,6 @@ type Output struct {
 	frame    []byte // its octet count
 	cut      []byte // an event with its objects cut out
 	rejected []int
-	peek     [1]byte // alive's buffer
 
 	truncated atomic.Int64
 
@@ -141,7 +141,9 @@ func (o *Output) Send(ctx context.Context, b *outputs.Batch) error {
 	if o.closed {
 		return outputs.ErrClosed
 	}
-	if o.conn != nil && o.cfg.network == "tcp" && !o.alive() {
+	// A syslog receiver sends nothing; bytes it sent anyway (TLS session
+	// tickets, say) are read and ignored: only a closed connection counts.
+	if o.conn != nil && o.cfg.network == "tcp" && netx.Probe(o.conn) == netx.Closed {
 		o.log.Debug("syslog receiver closed the connection; reconnecting", "address", o.cfg.address)
 		o.drop()
 	}

@@ -1,0 +1,7 @@
+//go:build !unix
+
+package netx
+
+import "net"
+
+func peek(net.Conn) peekResult { return peekUnknown }
