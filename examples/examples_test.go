@@ -2,7 +2,9 @@
 // systemd unit passes `systemd-analyze verify` and a security review, every
 // audittail config parses, the API server flags write the audit log where
 // audittail and its manifests look for it, the audit policies say what
-// their comments say, and the rsyslog receiver is valid for rsyslogd.
+// their comments say, and the receiver configs take messages of the size
+// they advertise (rsyslog: with rsyslogd itself; Fluent Bit and Fluentd,
+// which Debian 12 does not package: their limits, statically).
 //
 // systemd-analyze and rsyslogd are required, not optional: `make deps`
 // (scripts/install-test-deps.sh) installs Debian's systemd and rsyslog.
@@ -724,33 +726,57 @@ func TestRsyslogReceiver(t *testing.T) {
 	}
 }
 
+// writeCert writes a throwaway CA (ca.pem) and a server certificate for
+// siem.example.com signed by it, under the names the receiver examples use:
+// server.crt and server.key, server.pem and server-key.pem.
 func writeCert(t *testing.T, dir string) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	newKey := func() *ecdsa.PrivateKey {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return key
+	}
+	caKey, serverKey := newKey(), newKey()
+	ca := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "audittail test CA"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
+	server := &x509.Certificate{
+		SerialNumber: big.NewInt(2),
 		Subject:      pkix.Name{CommonName: "siem.example.com"},
 		NotBefore:    time.Now().Add(-time.Hour),
 		NotAfter:     time.Now().Add(time.Hour),
-		IsCA:         true,
 		DNSNames:     []string{"siem.example.com"},
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	serverDER, err := x509.CreateCertificate(rand.Reader, server, ca, &serverKey.PublicKey, caKey)
 	if err != nil {
 		t.Fatal(err)
 	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
+	keyDER, err := x509.MarshalECPrivateKey(serverKey)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	cert := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: serverDER})
+	key := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
 	for name, content := range map[string][]byte{
-		"ca.pem":     cert,
-		"server.crt": cert,
-		"server.key": pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
+		"ca.pem":         pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
+		"server.crt":     cert,
+		"server.pem":     cert,
+		"server.key":     key,
+		"server-key.pem": key,
 	} {
 		if err := os.WriteFile(filepath.Join(dir, name), content, 0o600); err != nil {
 			t.Fatal(err)

@@ -8,6 +8,8 @@ import (
 // Sentinel errors. Every error Scan, SplitEventList and AppendMsgpack return
 // for bad input is a *SyntaxError that unwraps to exactly one of these, so
 // callers branch with errors.Is and log the *SyntaxError for its offset.
+// ParseTime, Event.Check and Event.CheckItem return errors that unwrap to
+// ErrTimestamp and ErrNotEvent.
 var (
 	// ErrSyntax is any JSON syntax error without a more specific sentinel:
 	// an illegal escape, a control character in a string, a bad number,
@@ -34,7 +36,29 @@ var (
 	// ErrTooLong means the input is longer than the function accepts
 	// (AppendMsgpack: 256 MiB).
 	ErrTooLong = errors.New("parser: input too long")
+	// ErrTimestamp means a timestamp is not an RFC 3339 date-time that
+	// ParseTime accepts. ParseTime returns a fixed error wrapping it, never
+	// a *SyntaxError, so that it does not allocate even on failure.
+	ErrTimestamp = errors.New("parser: invalid timestamp")
+	// ErrNotEvent means a valid JSON object is not an audit event: its kind
+	// is not "Event" or it has no auditID (for example {}, an EventList or a
+	// record of another format). Only Event.Check and Event.CheckItem return
+	// it, wrapped in a fixed error that says what is missing.
+	ErrNotEvent = errors.New("parser: not an audit event")
 )
+
+// fixedError is an error with a fixed message that unwraps to one sentinel.
+// Functions that must not allocate even on failure (ParseTime, Event.Check)
+// return package-level fixedErrors.
+type fixedError struct {
+	msg string
+	err error
+}
+
+func (e *fixedError) Error() string { return e.msg }
+
+// Unwrap returns the sentinel error, for errors.Is.
+func (e *fixedError) Unwrap() error { return e.err }
 
 // MaxDepth is the deepest nesting of objects and arrays accepted, counting
 // the top-level object as 1. It is encoding/json's limit, so both accept and

@@ -4,7 +4,9 @@
 // Scan validates a whole line as JSON and fills a caller-owned Event with
 // views into the line; Unquote decodes a string view on demand;
 // SplitEventList cuts a webhook EventList body into its items; AppendMsgpack
-// transcodes a line to msgpack for Fluentd.
+// transcodes a line to msgpack for Fluentd. Event.Check (Event.CheckItem for
+// EventList items) tells an audit event from any other JSON object, and
+// ParseTime reads its timestamps.
 //
 // Keys are matched exactly (case-sensitively), as Kubernetes' own decoder
 // sigs.k8s.io/json does; encoding/json's case-insensitive matching into

@@ -158,75 +158,18 @@ func (e *encoder) eventTime(b *outputs.Batch, i int, line []byte, now time.Time)
 
 // parseTimestamp parses a raw JSON string holding an RFC 3339 time, as
 // metav1.MicroTime writes it, into EventTime's seconds and nanoseconds. It
-// reports false for an absent or invalid time, or one EventTime cannot hold
-// (before 1970 or after 2106).
+// reports false for an absent or invalid time (see parser.ParseTime), or one
+// EventTime cannot hold (before 1970 or after 2106).
 func parseTimestamp(raw []byte) (uint32, uint32, bool) {
-	if len(raw) == 0 {
+	t, err := parser.ParseTime(raw)
+	if err != nil {
 		return 0, 0, false
-	}
-	t, ok := parseRFC3339UTC(raw)
-	if !ok {
-		// Time zones, escapes: the slow path.
-		s, err := parser.Unquote(nil, raw)
-		if err != nil {
-			return 0, 0, false
-		}
-		t, err = time.Parse(time.RFC3339Nano, string(s))
-		if err != nil {
-			return 0, 0, false
-		}
 	}
 	sec := t.Unix()
 	if sec < 0 || sec > 1<<32-1 {
 		return 0, 0, false
 	}
 	return uint32(sec), uint32(t.Nanosecond()), true
-}
-
-// parseRFC3339UTC parses YYYY-MM-DDTHH:MM:SS[.fraction]Z without
-// allocating; anything else is left to time.Parse.
-func parseRFC3339UTC(b []byte) (time.Time, bool) {
-	if len(b) < 20 || b[4] != '-' || b[7] != '-' || b[10] != 'T' || b[13] != ':' || b[16] != ':' || b[len(b)-1] != 'Z' {
-		return time.Time{}, false
-	}
-	num := func(i, n int) (int, bool) {
-		v := 0
-		for _, c := range b[i : i+n] {
-			if c < '0' || c > '9' {
-				return 0, false
-			}
-			v = v*10 + int(c-'0')
-		}
-		return v, true
-	}
-	year, ok1 := num(0, 4)
-	month, ok2 := num(5, 2)
-	day, ok3 := num(8, 2)
-	hour, ok4 := num(11, 2)
-	minute, ok5 := num(14, 2)
-	sec, ok6 := num(17, 2)
-	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6) || month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 || sec > 59 {
-		return time.Time{}, false
-	}
-	nsec := 0
-	if frac := b[19 : len(b)-1]; len(frac) > 0 {
-		if frac[0] != '.' || len(frac) < 2 || len(frac) > 10 {
-			return time.Time{}, false
-		}
-		v, ok := num(20, len(frac)-1)
-		if !ok {
-			return time.Time{}, false
-		}
-		for range 10 - len(frac) {
-			v *= 10
-		}
-		nsec = v
-	}
-	t := time.Date(year, time.Month(month), day, hour, minute, sec, nsec, time.UTC)
-	if t.Day() != day { // February 30th and the like
-		return time.Time{}, false
-	}
-	return t, true
 }
 
 // newChunk writes a fresh chunk id, base64 of 16 random bytes, into dst.

@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"math/bits"
 	"strconv"
-	"time"
 	"unicode/utf8"
 
 	"github.com/audittail/audittail/outputs"
@@ -203,86 +202,11 @@ func appendString(dst, s []byte) []byte {
 
 // timestampMs converts the body of a JSON string holding an RFC 3339 time
 // (as kube-apiserver writes stageTimestamp: 2026-11-23T10:54:44.671393Z) to
-// Unix milliseconds, without allocating for the usual forms.
+// Unix milliseconds, without allocating (see parser.ParseTime).
 func timestampMs(raw []byte) (int64, bool) {
-	if t, ok := parseRFC3339(raw); ok {
-		return t.UnixMilli(), true
-	}
-	if raw == nil {
-		return 0, false
-	}
-	s, err := parser.Unquote(nil, raw)
-	if err != nil {
-		return 0, false
-	}
-	t, err := time.Parse(time.RFC3339Nano, string(s))
+	t, err := parser.ParseTime(raw)
 	if err != nil {
 		return 0, false
 	}
 	return t.UnixMilli(), true
-}
-
-// parseRFC3339 parses YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM).
-func parseRFC3339(b []byte) (time.Time, bool) {
-	if len(b) < 20 || b[4] != '-' || b[7] != '-' || b[10] != 'T' || b[13] != ':' || b[16] != ':' {
-		return time.Time{}, false
-	}
-	year, ok1 := digits(b[0:4])
-	month, ok2 := digits(b[5:7])
-	day, ok3 := digits(b[8:10])
-	hour, ok4 := digits(b[11:13])
-	minute, ok5 := digits(b[14:16])
-	sec, ok6 := digits(b[17:19])
-	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6) || month < 1 || month > 12 || day < 1 ||
-		day > daysIn(time.Month(month), year) || hour > 23 || minute > 59 || sec > 59 {
-		return time.Time{}, false
-	}
-	i := 19
-	nsec := 0
-	if b[i] == '.' {
-		i++
-		start := i
-		scale := 100000000
-		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
-			nsec += int(b[i]-'0') * scale
-			scale /= 10
-			i++
-		}
-		if i == start || i-start > 9 {
-			return time.Time{}, false
-		}
-	}
-	offset := 0
-	switch {
-	case i == len(b)-1 && b[i] == 'Z':
-	case i == len(b)-6 && (b[i] == '+' || b[i] == '-') && b[i+3] == ':':
-		oh, ok1 := digits(b[i+1 : i+3])
-		om, ok2 := digits(b[i+4 : i+6])
-		if !ok1 || !ok2 || oh > 23 || om > 59 {
-			return time.Time{}, false
-		}
-		offset = (oh*60 + om) * 60
-		if b[i] == '-' {
-			offset = -offset
-		}
-	default:
-		return time.Time{}, false
-	}
-	t := time.Date(year, time.Month(month), day, hour, minute, sec, nsec, time.UTC)
-	return t.Add(-time.Duration(offset) * time.Second), true
-}
-
-func digits(b []byte) (int, bool) {
-	n := 0
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		n = n*10 + int(c-'0')
-	}
-	return n, true
-}
-
-func daysIn(m time.Month, year int) int {
-	return time.Date(year, m+1, 0, 0, 0, 0, 0, time.UTC).Day()
 }

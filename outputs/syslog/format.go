@@ -1,6 +1,7 @@
 package syslog
 
 import (
+	"bytes"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -56,8 +57,8 @@ func (e *encoder) appendMessage(dst, msg []byte, ev *parser.Event, now time.Time
 	dst = append(dst, '>')
 	if e.rfc3164 {
 		// <PRI>Mmm dd hh:mm:ss HOSTNAME TAG: MSG
-		t, _, ok := parseStamp(stamp)
-		if !ok {
+		t, err := parser.ParseTime(stamp)
+		if err != nil {
 			t = now
 		}
 		dst = t.Local().AppendFormat(dst, time.Stamp)
@@ -150,91 +151,43 @@ func appendEscaped(dst, v []byte) []byte {
 
 // appendTimestamp appends an RFC 5424 TIMESTAMP: raw (a stageTimestamp
 // between its quotes) as it is when it already is one, which
-// kube-apiserver's MicroTime always is; else raw reparsed and written in UTC
-// with microseconds; else now.
+// kube-apiserver's MicroTime always is; else raw parsed by
+// parser.ParseTime and written in UTC with microseconds; else now.
 func appendTimestamp(dst, raw []byte, now time.Time) []byte {
-	t, frac, ok := parseStamp(raw)
-	if ok && frac <= 6 {
+	t, err := parser.ParseTime(raw)
+	if err == nil && isRFC5424Timestamp(raw) {
 		return append(dst, raw...)
 	}
-	if !ok {
+	if err != nil {
 		t = now
 	}
 	return t.UTC().AppendFormat(dst, "2006-01-02T15:04:05.000000Z07:00")
 }
 
-// parseStamp parses an RFC 3339 timestamp YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)
-// without allocating, checking every field's range as the RFC 5424 grammar
-// does. frac is the number of fraction digits.
-func parseStamp(b []byte) (t time.Time, frac int, ok bool) {
-	if len(b) < 20 || b[4] != '-' || b[7] != '-' || b[10] != 'T' || b[13] != ':' || b[16] != ':' {
-		return t, 0, false
+// isRFC5424Timestamp reports whether raw, which parser.ParseTime accepts,
+// is also an RFC 5424 TIMESTAMP as it is: no JSON escape, at most 6
+// fraction digits (TIME-SECFRAC), an offset of at most 23:59 (ParseTime,
+// like time.Parse, takes up to 24:60).
+func isRFC5424Timestamp(raw []byte) bool {
+	if bytes.IndexByte(raw, '\\') >= 0 {
+		return false
 	}
-	num := func(s []byte) int {
-		n := 0
-		for _, c := range s {
-			if c < '0' || c > '9' {
-				return -1
-			}
-			n = n*10 + int(c-'0')
+	tail := raw[len("2006-01-02T15:04:05"):]
+	if tail[0] == '.' {
+		n := 1
+		for n < len(tail) && tail[n] >= '0' && tail[n] <= '9' {
+			n++
 		}
-		return n
+		if n-1 > 6 {
+			return false
+		}
+		tail = tail[n:]
 	}
-	year, month, day := num(b[0:4]), num(b[5:7]), num(b[8:10])
-	hour, minute, sec := num(b[11:13]), num(b[14:16]), num(b[17:19])
-	if year < 0 || month < 1 || month > 12 || day < 1 || hour < 0 || hour > 23 || minute < 0 || minute > 59 || sec < 0 || sec > 59 {
-		return t, 0, false
+	switch len(tail) {
+	case 1:
+		return tail[0] == 'Z'
+	case 6:
+		return (tail[0] == '+' || tail[0] == '-') && string(tail[1:3]) <= "23" && tail[3] == ':' && string(tail[4:6]) <= "59"
 	}
-	if day > daysIn(year, month) {
-		return t, 0, false
-	}
-	rest := b[19:]
-	nsec := 0
-	if len(rest) > 0 && rest[0] == '.' {
-		i := 1
-		for i < len(rest) && rest[i] >= '0' && rest[i] <= '9' {
-			if i <= 9 {
-				nsec = nsec*10 + int(rest[i]-'0')
-			}
-			i++
-		}
-		frac = i - 1
-		if frac == 0 {
-			return t, 0, false
-		}
-		for d := frac; d < 9; d++ {
-			nsec *= 10
-		}
-		rest = rest[i:]
-	}
-	offset := 0
-	switch {
-	case len(rest) == 1 && rest[0] == 'Z':
-	case len(rest) == 6 && (rest[0] == '+' || rest[0] == '-') && rest[3] == ':':
-		oh, om := num(rest[1:3]), num(rest[4:6])
-		if oh < 0 || oh > 23 || om < 0 || om > 59 {
-			return t, 0, false
-		}
-		offset = (oh*60 + om) * 60
-		if rest[0] == '-' {
-			offset = -offset
-		}
-	default:
-		return t, 0, false
-	}
-	t = time.Date(year, time.Month(month), day, hour, minute, sec, nsec, time.UTC).Add(-time.Duration(offset) * time.Second)
-	return t, frac, true
-}
-
-func daysIn(year, month int) int {
-	switch month {
-	case 2:
-		if year%4 == 0 && (year%100 != 0 || year%400 == 0) {
-			return 29
-		}
-		return 28
-	case 4, 6, 9, 11:
-		return 30
-	}
-	return 31
+	return false
 }
