@@ -263,10 +263,12 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		// of shutdown_timeout is what closing the outputs gets.
 		closeCtx, cancel := context.WithDeadline(context.Background(), a.shutdownDeadline(readCtx))
 		defer cancel()
+		serr := a.syncOutputs()
 		a.closeOutputs(closeCtx)
-		if ferr := a.syncAndFlush(); ferr != nil {
-			err = errors.Join(err, ferr)
+		if serr == nil {
+			serr = a.store.Flush(true)
 		}
+		err = errors.Join(err, serr)
 		a.logSummary()
 		a.mu.Lock()
 		err = errors.Join(a.failure, err)
@@ -422,9 +424,17 @@ func (a *Agent) flushEvery(ctx context.Context, done chan<- struct{}) {
 // checkpoint: after a crash of the machine the checkpoint never names
 // lines a sink does not have.
 func (a *Agent) syncAndFlush() error {
+	if err := a.syncOutputs(); err != nil {
+		return err // keep the older fsynced checkpoint
+	}
+	return a.store.Flush(true)
+}
+
+// syncOutputs syncs the outputs that can and the dead-letter files.
+func (a *Agent) syncOutputs() error {
 	var errs error
 	for _, o := range a.outputs {
-		if s, ok := o.out.(interface{ Sync() error }); ok {
+		if s, ok := o.out.(outputs.Syncer); ok {
 			if err := s.Sync(); err != nil {
 				errs = errors.Join(errs, fmt.Errorf("output %s: cannot sync: %w", o.name, err))
 			}
@@ -433,10 +443,7 @@ func (a *Agent) syncAndFlush() error {
 			errs = errors.Join(errs, err)
 		}
 	}
-	if errs != nil {
-		return errs // keep the older fsynced checkpoint
-	}
-	return a.store.Flush(true)
+	return errs
 }
 
 // flushCheckpoint writes (without fsync) the checkpoint after a batch.
@@ -460,7 +467,7 @@ func (a *Agent) inWindow(ev *parser.Event) bool {
 	if ev.StageTimestamp == nil {
 		return true
 	}
-	ts, err := time.Parse(time.RFC3339Nano, string(ev.StageTimestamp))
+	ts, err := parser.ParseTime(ev.StageTimestamp)
 	if err != nil {
 		return true
 	}

@@ -389,3 +389,70 @@ func TestACheckpointThatCannotBeWrittenIsCountedAndLoggedSparingly(t *testing.T)
 		t.Fatalf("%d log lines for the failing checkpoint in about a second, want at most one per 10s", n)
 	}
 }
+
+func TestAJSONObjectThatIsNotAnAuditEventIsCountedAsNotEventAndDroppedOnRequest(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.Outputs[0].OnParseError = "drop" })
+	lines := []string{event(0), `{}`, `{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[]}`, `{"kind":"Event","stage":"ResponseComplete"}`, event(1)}
+	appendLines(t, h.input, lines)
+	h.start(Options{})
+	got := h.waitDelivered(2)
+	time.Sleep(5 * h.cfg.PollInterval)
+	s := h.stop()
+	assertLines(t, got, []string{event(0), event(1)})
+	if n := s.Sent.ParseErrors["not_event"]; n != 3 || s.Sent.ParseDropped != 3 {
+		t.Fatalf("not_event %d, dropped %d; want 3 and 3 (%v)", n, s.Sent.ParseDropped, s.Sent.ParseErrors)
+	}
+}
+
+// syncRecorder is an output whose Sync can fail.
+type syncRecorder struct {
+	outputs.Output
+	fail  atomic.Bool
+	syncs atomic.Int64
+}
+
+func (s *syncRecorder) Sync() error {
+	s.syncs.Add(1)
+	if s.fail.Load() {
+		return errors.New("disk gone")
+	}
+	return nil
+}
+
+func TestTheCheckpointIsFsyncedOnlyAfterTheOutputsSynced(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.CheckpointInterval = 20 * time.Millisecond })
+	rec := &syncRecorder{}
+	log := h.log()
+	a, err := New(h.cfg, log, func(c outputs.Config) (outputs.Output, error) {
+		fo, err := file.New(file.Options{Path: h.out}, log)
+		rec.Output = fo
+		return rec, err
+	}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	h.agent, h.cancel, h.done = a, cancel, done
+	appendLines(t, h.input, events(0, 10))
+	h.waitDelivered(10)
+	synced := filepath.Join(h.cfg.StateDir, CheckpointFile+syncedSuffix)
+	waitFor(t, func() bool { b, _ := os.ReadFile(synced); return strings.Contains(string(b), `"offset": 660`) }, "the fsynced checkpoint at the end of the 10 events")
+	if rec.syncs.Load() == 0 {
+		t.Fatal("the output was never synced")
+	}
+	// While the output cannot sync, the fsynced checkpoint stays behind.
+	rec.fail.Store(true)
+	n := rec.syncs.Load()
+	appendLines(t, h.input, events(10, 20))
+	h.waitDelivered(20)
+	waitFor(t, func() bool { return rec.syncs.Load() > n+3 }, "more sync attempts")
+	if b, _ := os.ReadFile(synced); !strings.Contains(string(b), `"offset": 660`) {
+		t.Fatalf("the fsynced checkpoint moved past what the output could not sync:\n%s", b)
+	}
+	rec.fail.Store(false)
+	cancel()
+	<-done
+	h.cancel = nil
+}

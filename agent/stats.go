@@ -13,7 +13,7 @@ import (
 )
 
 // parseReasons are the parse_errors_total reasons, one per parser sentinel.
-var parseReasons = []string{"truncated", "not_object", "legacy_format", "bom", "too_deep", "syntax", "invalid"}
+var parseReasons = []string{"truncated", "not_object", "legacy_format", "bom", "too_deep", "syntax", "not_event", "invalid"}
 
 func parseErrorReason(err error) string {
 	switch {
@@ -29,6 +29,8 @@ func parseErrorReason(err error) string {
 		return "too_deep"
 	case errors.Is(err, parser.ErrSyntax):
 		return "syntax"
+	case errors.Is(err, parser.ErrNotEvent):
+		return "not_event"
 	}
 	return "invalid"
 }
@@ -44,7 +46,7 @@ type OutputStats struct {
 	ParseDropped atomic.Int64 // invalid lines dropped (on_parse_error: drop)
 	Filtered     atomic.Int64 // events outside backfill's --since/--until window
 
-	parseErrors [7]atomic.Int64 // by parseReasons index
+	parseErrors [8]atomic.Int64 // by parseReasons index
 
 	sendSeconds prometheus.Histogram
 
@@ -88,7 +90,7 @@ func (s *OutputStats) observeSend(d time.Duration) { s.sendSeconds.Observe(d.Sec
 func (s *OutputStats) noteSuccess(pb *outputs.Batch) {
 	var ts time.Time
 	if ev := pb.Event(pb.Len() - 1); ev != nil {
-		if t, err := time.Parse(time.RFC3339Nano, string(ev.StageTimestamp)); err == nil {
+		if t, err := parser.ParseTime(ev.StageTimestamp); err == nil {
 			ts = t
 		}
 	}

@@ -95,6 +95,9 @@ func (c *Chunk) Parse() {
 	c.Errs = c.Errs[:0]
 	for i := range n {
 		err := parser.Scan(c.Line(i), &c.Events[i])
+		if err == nil {
+			err = c.Events[i].Check()
+		}
 		c.OK[i] = err == nil
 		if err != nil {
 			c.Errs = append(c.Errs, LineError{i, err})
