@@ -1028,7 +1028,7 @@ func TestADownOutputHoldsBackOnlyItself(t *testing.T) {
 		}
 	}
 	if downRead > 3*10 {
-		t.Fatalf("the down output's pipeline read %d lines, want at most max_inflight+1 batches (30)", downRead)
+		t.Fatalf("the down output's stream took %d lines, want at most max_inflight+1 batches (30)", downRead)
 	}
 	down.down.Store(false)
 	waitFor(t, func() bool {

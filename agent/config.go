@@ -25,7 +25,8 @@ type Config struct {
 	Inputs []InputConfig `yaml:"inputs"`
 	// Batch says when a batch is closed and sent.
 	Batch BatchConfig `yaml:"batch"`
-	// Outputs each get their own pipeline and cursor.
+	// Outputs each get their own batches, retries and position; all share
+	// one reader per input.
 	Outputs []outputs.Config `yaml:"outputs"`
 	// CheckpointInterval is how often the checkpoint is fsynced. It is
 	// written (atomically, into the page cache) after every acknowledged

@@ -35,7 +35,7 @@ func parseErrorReason(err error) string {
 	return "invalid"
 }
 
-// OutputStats counts what one pipeline delivered.
+// OutputStats counts what one output delivered.
 type OutputStats struct {
 	Events       atomic.Int64 // events acknowledged by the output
 	Bytes        atomic.Int64
