@@ -177,7 +177,7 @@ func (b *Batch) View(input string, buf []byte, ends []int, events []parser.Event
 	b.Reset()
 	b.Input, b.view = input, true
 	n := len(ends)
-	b.buf = buf[:len(buf):len(buf)]
+	b.buf = buf // whole: the events' views are located in it by capacity (outputs.CutObjects)
 	b.ends = append(b.ends[:0], ends...)
 	b.starts = slicesGrow(b.starts, n)
 	for i := range n {

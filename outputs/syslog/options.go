@@ -56,8 +56,9 @@ type Options struct {
 	// messages), at most 6 Ethernet fragments over udp, and above the 2048
 	// bytes RFC 5426 says receivers should take, so that Metadata-level
 	// events (1-2KiB) pass whole. To send large events whole, raise the
-	// receiver's limit first (rsyslog: global(maxMessageSize="256k") before
-	// the modules are loaded), then this.
+	// receiver's limits first (rsyslog: global(maxMessageSize="256k") before
+	// the modules are loaded, and imtcp's maxFrameSize="262144" for octet
+	// counting, which otherwise cuts frames at 200,000 bytes), then this.
 	MaxMessageBytes ByteSize `yaml:"max_message_bytes"`
 	// TLS configures tls:// addresses: tls.ca_file, tls.cert_file,
 	// tls.key_file, tls.server_name, tls.insecure_skip_verify. The server's
