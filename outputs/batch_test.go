@@ -55,7 +55,8 @@ func TestCutObjectsFindsTheAnnotationsOfAViewedEvent(t *testing.T) {
 	b.View("in", buf, ends, evs, ok)
 	out, cut := CutObjects(nil, b.Line(1), b.Event(1), 200)
 	var got struct{ Annotations map[string]string }
-	if err := json.Unmarshal(out, &got); err != nil || !cut || got.Annotations["k"] != "v" || got.Annotations[TruncatedAnnotation] == "" {
+	if err := json.Unmarshal(out, &got); err != nil || !cut || got.Annotations["k"] != "v" || got.Annotations[TruncatedAnnotation] == "" ||
+		bytes.Count(out, []byte(`"annotations"`)) != 1 {
 		t.Fatalf("cut %v, annotations %v (%v): %s", cut, got.Annotations, err, out)
 	}
 }
