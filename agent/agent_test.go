@@ -625,7 +625,7 @@ func TestCheckpointNeverPassesWhatTheOutputDidNotAcknowledge(t *testing.T) {
 }
 
 func TestReadsRealAuditLogsLineByLine(t *testing.T) {
-	src := "../../shared/testdata/real/liggitt__audit2rbac__testdata__demo.log"
+	src := "../testdata/real/liggitt__audit2rbac__testdata__demo.log"
 	data, err := os.ReadFile(src)
 	if err != nil {
 		t.Fatalf("shared test data: %v", err)

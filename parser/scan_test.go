@@ -12,9 +12,9 @@ import (
 	"github.com/audittail/audittail/parser/auditgen"
 )
 
-// realDir holds the real audit events shared by the project; it sits beside
-// the repository checkout and is required.
-const realDir = "../../shared/testdata/real"
+// realDir holds the real audit events (testdata/real at the repository
+// root, SOURCES.md there says where each comes from); it is required.
+const realDir = "../testdata/real"
 
 // realFiles returns the real data files (not SOURCES.md), sorted.
 func realFiles(t testing.TB) []string {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -31,8 +32,11 @@ func e2eEvents() int {
 
 // runE2E starts the agent binary with one output, writes events with
 // `audittail gen` (rotation and compression as kube-apiserver does), and
-// waits until received() holds every auditID that was written.
-func runE2E(t *testing.T, output string, received func() []string) {
+// waits until every auditID that was written has been received. newIDs
+// returns the auditIDs that reached the receiver since its previous call.
+// The wait has no deadline: it fails when no new event has arrived for
+// stallLimit, or when the agent exits.
+func runE2E(t *testing.T, output string, newIDs func() []string) {
 	t.Helper()
 	bin := agentBinary(t)
 	dir := t.TempDir()
@@ -57,21 +61,40 @@ outputs:
 	if err := agent.Start(); err != nil {
 		t.Fatal(err)
 	}
-	stopped := false
+	exited := make(chan struct{})
+	var exitErr error
+	go func() { exitErr = agent.Wait(); close(exited) }()
+	running := func() bool {
+		select {
+		case <-exited:
+			return false
+		default:
+			return true
+		}
+	}
+	exitStatus := func() string {
+		if running() {
+			return "running"
+		}
+		return fmt.Sprintf("exited: %v", exitErr)
+	}
 	defer func() {
-		if !stopped {
+		if running() {
 			agent.Process.Kill()
-			agent.Wait()
+			<-exited
 		}
 	}()
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if _, err := os.Stat(filepath.Join(dir, "state", "checkpoint.json")); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			data, _ := os.ReadFile(agentLog.Name())
-			t.Fatalf("agent did not start:\n%s", data)
-		}
+	agentFailed := func(format string, args ...any) {
+		t.Helper()
+		data, _ := os.ReadFile(agentLog.Name())
+		t.Fatalf(format+"; agent log:\n%s", append(args, data)...)
+	}
+	err := waitProgress(10*time.Millisecond, stallLimit, func() (int64, bool) {
+		_, err := os.Stat(filepath.Join(dir, "state", "checkpoint.json"))
+		return 0, err == nil || !running()
+	})
+	if err != nil || !running() {
+		agentFailed("agent did not start (%v, agent %s)", err, exitStatus())
 	}
 	n := e2eEvents()
 	gen := exec.Command(bin, "gen", "--path", live, "--events", fmt.Sprint(n), "--rate", "50000",
@@ -83,61 +106,69 @@ outputs:
 	if len(want) != n {
 		t.Fatalf("gen wrote %d events, want %d", len(want), n)
 	}
-	var missing []string
-	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(200 * time.Millisecond) {
-		got := map[string]bool{}
-		for _, id := range received() {
-			got[id] = true
+	// pending holds the written auditIDs not received yet.
+	pending := make(map[string]bool, len(want))
+	for _, id := range want {
+		pending[id] = true
+	}
+	err = waitProgress(200*time.Millisecond, stallLimit, func() (int64, bool) {
+		for _, id := range newIDs() {
+			delete(pending, id)
 		}
-		missing = missing[:0]
-		for _, id := range want {
-			if !got[id] {
-				missing = append(missing, id)
-			}
-		}
-		if len(missing) == 0 {
+		return int64(len(want) - len(pending)), len(pending) == 0 || !running()
+	})
+	if len(pending) > 0 {
+		var first string
+		for id := range pending {
+			first = id
 			break
 		}
-		if time.Now().After(deadline) {
-			data, _ := os.ReadFile(agentLog.Name())
-			t.Fatalf("%d of %d events never reached the receiver (first: %s); agent log:\n%s", len(missing), n, missing[0], data)
-		}
+		agentFailed("%d of %d events never reached the receiver (one: %s): %v, agent %s", len(pending), n, first, err, exitStatus())
 	}
 	agent.Process.Signal(syscall.SIGTERM)
-	err := agent.Wait()
-	stopped = true
-	if err != nil {
-		data, _ := os.ReadFile(agentLog.Name())
-		t.Fatalf("agent exited with %v after SIGTERM:\n%s", err, data)
+	select {
+	case <-exited:
+	case <-time.After(stallLimit): // shutdown_timeout is 30s: this is a hang
+		agentFailed("agent did not exit within %s of SIGTERM", stallLimit)
+	}
+	if exitErr != nil {
+		agentFailed("agent exited with %v after SIGTERM", exitErr)
 	}
 }
 
 func TestEndToEndFluentd(t *testing.T) {
-	rcv, err := fluentdtest.Start(fluentdtest.Config{SharedKey: "e2e-secret"})
+	rcv, err := fluentdtest.Start(fluentdtest.Config{SharedKey: "e2e-secret", IDsOnly: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer rcv.Close()
 	keyFile := filepath.Join(t.TempDir(), "shared-key")
 	os.WriteFile(keyFile, []byte("e2e-secret\n"), 0o600)
+	taken := 0
 	runE2E(t, fmt.Sprintf(`  - name: fluent
     type: fluentd
     address: tcp://%s
     tag: kube.audit
     compress: gzip
     shared_key_file: %s
-`, rcv.Addr(), keyFile), rcv.AuditIDs)
+`, rcv.Addr(), keyFile), func() []string {
+		ids := rcv.AuditIDs()[taken:]
+		taken += len(ids)
+		return ids
+	})
 	if errs := rcv.Errors(); len(errs) > 0 {
 		t.Fatalf("receiver errors: %v", errs)
 	}
 }
 
 // logdnaReceiver is an ingest endpoint that decodes the documented body
-// with encoding/json and keeps the auditIDs of the lines.
+// with encoding/json and keeps the auditID of each line (found in the line,
+// which is not decoded further).
 type logdnaReceiver struct {
-	mu   sync.Mutex
-	ids  []string
-	errs []error
+	mu    sync.Mutex
+	ids   []string
+	taken int // ids handed out by newIDs
+	errs  []error
 }
 
 func (r *logdnaReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
@@ -157,8 +188,7 @@ func (r *logdnaReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	var payload struct {
 		Lines []struct {
-			Line      string `json:"line"`
-			Timestamp int64  `json:"timestamp"`
+			Line string `json:"line"`
 		} `json:"lines"`
 	}
 	if err := json.NewDecoder(body).Decode(&payload); err != nil {
@@ -168,20 +198,28 @@ func (r *logdnaReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, l := range payload.Lines {
-		var ev struct{ AuditID string }
-		if err := json.Unmarshal([]byte(l.Line), &ev); err != nil {
-			r.errs = append(r.errs, err)
+		id := auditID([]byte(l.Line))
+		if id == "" {
+			r.errs = append(r.errs, fmt.Errorf("a line without an auditID: %.100q", l.Line))
 			continue
 		}
-		r.ids = append(r.ids, ev.AuditID)
+		r.ids = append(r.ids, id)
 	}
 	w.WriteHeader(http.StatusOK)
 }
 
-func (r *logdnaReceiver) received() []string {
+func (r *logdnaReceiver) newIDs() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return append([]string(nil), r.ids...)
+	ids := append([]string(nil), r.ids[r.taken:]...)
+	r.taken = len(r.ids)
+	return ids
+}
+
+func (r *logdnaReceiver) errors() []error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]error(nil), r.errs...)
 }
 
 func TestEndToEndLogDNA(t *testing.T) {
@@ -194,9 +232,9 @@ func TestEndToEndLogDNA(t *testing.T) {
     url: %s/logs/ingest
     ingestion_key_env: E2E_LOGDNA_KEY
     hostname: cp-1
-`, srv.URL), rcv.received)
-	if len(rcv.errs) > 0 {
-		t.Fatalf("receiver could not decode %d lines: %v", len(rcv.errs), rcv.errs[0])
+`, srv.URL), rcv.newIDs)
+	if errs := rcv.errors(); len(errs) > 0 {
+		t.Fatalf("receiver could not decode %d lines: %v", len(errs), errs[0])
 	}
 }
 
@@ -245,18 +283,29 @@ input(type="imtcp" address="127.0.0.1" port="%d" ruleset="audit")
 
 func TestEndToEndSyslogIntoRsyslog(t *testing.T) {
 	addr, out := startRsyslogd(t)
+	// rsyslogd appends one MSG per line: read only what is new, up to the
+	// last complete line, and take the auditID out of each.
+	var offset int64
 	runE2E(t, fmt.Sprintf(`  - name: siem
     type: syslog
     address: tcp://%s
     hostname: cp-1
 `, addr), func() []string {
-		data, _ := os.ReadFile(out)
+		f, err := os.Open(out)
+		if err != nil {
+			return nil
+		}
+		defer f.Close()
+		data, err := io.ReadAll(io.NewSectionReader(f, offset, math.MaxInt64-offset))
+		if err != nil {
+			t.Errorf("reading %s: %v", out, err)
+		}
+		data = data[:bytes.LastIndexByte(data, '\n')+1]
+		offset += int64(len(data))
 		var ids []string
 		for _, line := range bytes.Split(data, []byte("\n")) {
-			line = bytes.TrimPrefix(bytes.TrimSpace(line), []byte("\xef\xbb\xbf"))
-			var ev struct{ AuditID string }
-			if json.Unmarshal(line, &ev) == nil {
-				ids = append(ids, ev.AuditID)
+			if id := auditID(line); id != "" {
+				ids = append(ids, id)
 			}
 		}
 		return ids

@@ -128,13 +128,27 @@ func runGen(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	return nil
 }
 
-// waitCompressed waits until no plain lumberjack backup of path is left.
-func waitCompressed(path string, limit time.Duration) {
+// waitCompressed waits until no plain lumberjack backup of path is left. It
+// gives up only when compression makes no progress (the .gz backups stop
+// growing) for stall: on a loaded machine compressing takes as long as it
+// takes.
+func waitCompressed(path string, stall time.Duration) {
 	ext := filepath.Ext(path)
-	pattern := strings.TrimSuffix(path, ext) + "-*" + ext
-	for deadline := time.Now().Add(limit); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if m, _ := filepath.Glob(pattern); len(m) == 0 {
+	base := strings.TrimSuffix(path, ext) + "-*" + ext
+	var best int64 = -1
+	for since := time.Now(); time.Since(since) < stall; time.Sleep(20 * time.Millisecond) {
+		if m, _ := filepath.Glob(base); len(m) == 0 {
 			return
+		}
+		gz, _ := filepath.Glob(base + ".gz")
+		var size int64
+		for _, f := range gz {
+			if fi, err := os.Stat(f); err == nil {
+				size += fi.Size()
+			}
+		}
+		if size > best {
+			best, since = size, time.Now()
 		}
 	}
 }

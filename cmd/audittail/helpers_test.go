@@ -7,6 +7,8 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
+	"math"
 	"math/big"
 	"testing"
 	"time"
@@ -33,4 +35,68 @@ func testCAPEM(t *testing.T, _ string) string {
 		t.Fatal(err)
 	}
 	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+}
+
+// stallLimit is how long the end-to-end and stress tests wait without
+// progress before they fail. They set no limit on the total: make test
+// shares two cores with other builds, and under that load the agent may be
+// slow, but it must keep moving.
+const stallLimit = 90 * time.Second
+
+// waitProgress calls poll every interval until poll reports done. poll also
+// returns a count of the work done so far (events received, bytes written);
+// waitProgress returns an error only when that count has not grown past its
+// highest value for stall.
+func waitProgress(interval, stall time.Duration, poll func() (count int64, done bool)) error {
+	best, since := int64(math.MinInt64), time.Now()
+	for {
+		count, done := poll()
+		if done {
+			return nil
+		}
+		if count > best {
+			best, since = count, time.Now()
+		} else if time.Since(since) >= stall {
+			return fmt.Errorf("no progress for %s (stuck at %d)", stall, best)
+		}
+		time.Sleep(interval)
+	}
+}
+
+func TestWaitProgress(t *testing.T) {
+	const stall = 50 * time.Millisecond
+	counter := func(steps []int64, doneAt int) func() (int64, bool) {
+		i := 0
+		return func() (int64, bool) {
+			c := steps[i%len(steps)]
+			i++
+			return c, doneAt > 0 && i >= doneAt
+		}
+	}
+	growing := make([]int64, 400)
+	for i := range growing {
+		growing[i] = int64(i)
+	}
+	tests := []struct {
+		name    string
+		poll    func() (int64, bool)
+		stalled bool
+	}{
+		{"returns as soon as the work is done", counter([]int64{0}, 1), false},
+		{"keeps waiting while the count grows, however long that takes", counter(growing, len(growing)), false},
+		{"fails when the count stops growing", counter([]int64{7}, 0), true},
+		{"a count that falls back is no progress", counter([]int64{1, 0}, 0), true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			start := time.Now()
+			err := waitProgress(time.Millisecond, stall, tt.poll)
+			if (err != nil) != tt.stalled {
+				t.Fatalf("waitProgress = %v, stalled = %v", err, tt.stalled)
+			}
+			if tt.stalled && time.Since(start) < stall {
+				t.Fatalf("gave up after %s, before a %s stall", time.Since(start), stall)
+			}
+		})
+	}
 }

@@ -29,8 +29,6 @@ import (
 
 const stressBatch = 1000
 
-var catchUpTimeout = 20 * time.Second
-
 var (
 	buildOnce sync.Once
 	binPath   string
@@ -143,12 +141,13 @@ func (r *stressRun) start() {
 	// The first start records where it begins before it reads anything;
 	// the writer starts after that, as kube-apiserver would on a node where
 	// the agent was installed first.
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if _, err := os.Stat(filepath.Join(r.dir, "state", "checkpoint.json")); err == nil {
-			return
-		}
+	err = waitProgress(10*time.Millisecond, stallLimit, func() (int64, bool) {
+		_, err := os.Stat(filepath.Join(r.dir, "state", "checkpoint.json"))
+		return 0, err == nil
+	})
+	if err != nil {
+		r.t.Fatalf("agent wrote no checkpoint: %v; log:\n%s", err, r.lastLog())
 	}
-	r.t.Fatalf("agent wrote no checkpoint within 10s; log:\n%s", r.lastLog())
 }
 
 func (r *stressRun) kill() {
@@ -168,9 +167,9 @@ func (r *stressRun) terminate() {
 		if err != nil {
 			r.t.Fatalf("agent exited with %v after SIGTERM; log:\n%s", err, r.lastLog())
 		}
-	case <-time.After(30 * time.Second):
+	case <-time.After(stallLimit): // shutdown_timeout is 30s: this is a hang
 		r.cmd.Process.Kill()
-		r.t.Fatalf("agent did not exit within 30s of SIGTERM; log:\n%s", r.lastLog())
+		r.t.Fatalf("agent did not exit within %s of SIGTERM; log:\n%s", stallLimit, r.lastLog())
 	}
 }
 
@@ -200,21 +199,23 @@ func (r *stressRun) killer(stop <-chan struct{}, minKills int, rng *rand.Rand) {
 }
 
 // waitCaughtUp waits until the output holds at least n lines and has
-// stopped growing.
+// stopped growing. It fails only when the output has not grown for
+// stallLimit with fewer lines.
 func (r *stressRun) waitCaughtUp(n int) {
 	r.t.Helper()
-	deadline := time.Now().Add(catchUpTimeout)
 	var last int64 = -1
-	for time.Now().Before(deadline) {
-		time.Sleep(500 * time.Millisecond)
+	err := waitProgress(500*time.Millisecond, stallLimit, func() (int64, bool) {
 		fi, err := os.Stat(r.out)
 		if err != nil {
-			continue
+			return -1, false
 		}
-		if fi.Size() == last && countLines(r.t, r.out) >= n {
-			return
-		}
-		last = fi.Size()
+		size := fi.Size()
+		done := size == last && countLines(r.t, r.out) >= n
+		last = size
+		return size, done
+	})
+	if err == nil {
+		return
 	}
 	cp, _ := os.ReadFile(filepath.Join(r.dir, "state", "checkpoint.json"))
 	entries, _ := os.ReadDir(filepath.Dir(r.input))
@@ -228,8 +229,8 @@ func (r *stressRun) waitCaughtUp(n int) {
 		data, _ := os.ReadFile(l)
 		logs = append(logs, data...)
 	}
-	r.t.Errorf("agent did not catch up within %s: %d of %d lines delivered\ncheckpoint: %s\nfiles: %v\nlogs:\n%s",
-		catchUpTimeout, countLines(r.t, r.out), n, cp, names, logs)
+	r.t.Errorf("agent did not catch up (%v): %d of %d lines delivered\ncheckpoint: %s\nfiles: %v\nlogs:\n%s",
+		err, countLines(r.t, r.out), n, cp, names, logs)
 }
 
 func countLines(t *testing.T, path string) int {
@@ -338,17 +339,37 @@ func (r *stressRun) whereIs(id string) string {
 	return strings.Join(found, ", ")
 }
 
-// waitCompressedInTest waits for lumberjack's background compression to
-// finish, so that the test's temporary directory can be removed. Under the
-// race detector gzip is slow: 200 backups can take most of a minute.
+// waitBackupsCompressed waits until lumberjack's background compression
+// has left no plain backup in dir. Under the race detector gzip is slow: 200
+// backups can take most of a minute. The wait lasts while the .gz backups
+// grow, and fails after a stall.
+func waitBackupsCompressed(dir string) error {
+	err := waitProgress(50*time.Millisecond, stallLimit, func() (int64, bool) {
+		plain, _ := filepath.Glob(filepath.Join(dir, "audit-*.log"))
+		gz, _ := filepath.Glob(filepath.Join(dir, "audit-*.log.gz"))
+		var size int64
+		for _, f := range gz {
+			if fi, err := os.Stat(f); err == nil {
+				size += fi.Size()
+			}
+		}
+		return size, len(plain) == 0
+	})
+	if err != nil {
+		plain, _ := filepath.Glob(filepath.Join(dir, "audit-*.log"))
+		return fmt.Errorf("lumberjack left %d backups uncompressed: %w", len(plain), err)
+	}
+	time.Sleep(50 * time.Millisecond) // the last file's close
+	return nil
+}
+
+// waitCompressedInTest waits, when the test ends, for lumberjack's
+// compression to finish, so that the test's temporary directory can be
+// removed.
 func waitCompressedInTest(t *testing.T, dir string) {
 	t.Cleanup(func() {
-		for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-			plain, _ := filepath.Glob(filepath.Join(dir, "audit-*.log"))
-			if len(plain) == 0 {
-				time.Sleep(50 * time.Millisecond)
-				return
-			}
+		if err := waitBackupsCompressed(dir); err != nil {
+			t.Error(err)
 		}
 	})
 }
@@ -477,8 +498,10 @@ func TestRotationsAndCompressionWhileTheAgentIsDown(t *testing.T) {
 	// compression), then more lines in the new live file.
 	write(2 * 1100)
 	write(300)
-	time.Sleep(500 * time.Millisecond) // let lumberjack finish compressing
 	w.Close()
+	if err := waitBackupsCompressed(filepath.Dir(r.input)); err != nil {
+		t.Fatal(err)
+	}
 	gz, _ := filepath.Glob(filepath.Join(filepath.Dir(r.input), "*.gz"))
 	if len(gz) < 2 {
 		t.Fatalf("expected at least 2 compressed backups, got %v", gz)

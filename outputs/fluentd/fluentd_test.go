@@ -247,6 +247,28 @@ func TestGzipCompressedPackedForward(t *testing.T) {
 	}
 }
 
+func TestReceiverIDsOnlyKeepsJustTheAuditID(t *testing.T) {
+	r := startReceiver(t, fluentdtest.Config{IDsOnly: true})
+	o := newOutput(t, Options{Address: r.Addr(), Compress: "gzip"})
+	b := testBatch(4, 200, auditgen.RequestResponse)
+	if err := send(t, o, b); err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	var want []string
+	for i := range b.Len() {
+		id, _ := wantRecord(t, b.Line(i))["auditID"].(string)
+		want = append(want, id)
+	}
+	if got := r.AuditIDs(); !slices.Equal(got, want) {
+		t.Fatalf("auditIDs\n got  %q\n want %q", got, want)
+	}
+	for i, e := range r.Entries() {
+		if len(e.Record) > 1 || (len(e.Record) == 1 && e.Record["auditID"] == nil) {
+			t.Fatalf("entry %d: record %v, want only the auditID", i, e.Record)
+		}
+	}
+}
+
 func TestUnixSocket(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "fluentd.sock")
 	r := startReceiver(t, fluentdtest.Config{Network: "unix", Address: path})
