@@ -34,10 +34,7 @@ vet: ## go vet
 	$(GO) vet $(PKGS)
 
 fuzz-short: ## run each fuzz target briefly (FUZZTIME, default 20s)
-	@for t in $$($(GO) test -list '^Fuzz' ./parser 2>/dev/null | grep '^Fuzz'); do \
-		echo "fuzz $$t for $(FUZZTIME)"; \
-		$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./parser || exit 1; \
-	done
+	GO=$(GO) FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh
 
 FUZZLONG ?= 5m
 
