@@ -26,13 +26,14 @@ type hub struct {
 	in     *input
 	reader source.Reader
 
-	mu    sync.Mutex
-	subs  []*stream      // attached: each gets every chunk
-	joins []*pendingJoin // streams waiting for the hub to reach their position
-	last  source.Position
-	seq   uint64        // chunks handed out
-	done  bool          // the hub ended: no more chunks
-	space chan struct{} // a stream took a chunk, or one attached
+	mu      sync.Mutex
+	subs    []*stream      // attached: each gets every chunk
+	joins   []*pendingJoin // streams waiting for the hub to reach their position
+	last    source.Position
+	seq     uint64        // chunks handed out (or being handed out)
+	handing bool          // chunk seq is being handed out: h.last is its start
+	done    bool          // the hub ended: no more chunks
+	space   chan struct{} // a stream took a chunk, or one attached
 }
 
 // detachGrace is how long a full stream may keep the others waiting
@@ -143,6 +144,8 @@ func (h *hub) handOut(ctx context.Context, c *source.Chunk) {
 	defer h.mu.Unlock()
 	defer c.Release() // the hub's own hold
 	h.seq++
+	h.handing = true
+	defer func() { h.handing = false }()
 	pending := append([]*stream(nil), h.subs...)
 	var waitStart time.Time
 	var timer *time.Timer
@@ -267,7 +270,12 @@ func (h *hub) join(s *stream, at source.Position) (res <-chan bool, target sourc
 	ch := make(chan bool, 1)
 	switch {
 	case h.last.Same(at):
+		// It needs every chunk after at: if one is being handed out now
+		// (handOut waits without the lock), that one too.
 		s.gotSeq = h.seq
+		if h.handing {
+			s.gotSeq = h.seq - 1
+		}
 		h.attachLocked(s)
 		ch <- true
 		return ch, target
