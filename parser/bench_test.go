@@ -5,15 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"runtime"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	jsoniter "github.com/json-iterator/go"
-	"github.com/valyala/fastjson"
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/audittail/audittail/parser/auditgen"
@@ -143,7 +138,11 @@ func runCorpus(b *testing.B, name string, fn func(line []byte) error) {
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N), "ns/event")
 }
 
-// The contenders. Each reads the fields Scan extracts (or the struct's).
+// The contenders: Scan and encoding/json. Each reads the fields Scan
+// extracts (or the struct's). The comparison with json-iterator and
+// fastjson, and the one table of them all (make bench-parser), is in the
+// module parser/internal/compare, so that audittail does not depend on those
+// libraries; keep the corpora of the two in step.
 func contenders() []struct {
 	name string
 	fn   func() func([]byte) error
@@ -170,65 +169,6 @@ func contenders() []struct {
 				return nil
 			}
 		}},
-		{"JSONIterSlim", func() func([]byte) error {
-			api := jsoniter.ConfigFastest
-			return func(l []byte) error { var ev slimEvent; return api.Unmarshal(l, &ev) }
-		}},
-		{"JSONIterIterator", func() func([]byte) error {
-			// jsoniter's streaming Iterator reading the slim struct's seven
-			// fields and skipping the rest.
-			api := jsoniter.ConfigFastest
-			var sink int
-			return func(l []byte) error {
-				it := api.BorrowIterator(l)
-				defer api.ReturnIterator(it)
-				for k := it.ReadObject(); k != ""; k = it.ReadObject() {
-					switch k {
-					case "auditID", "stage", "verb", "requestURI":
-						sink += len(it.ReadString())
-					case "user", "objectRef":
-						for k2 := it.ReadObject(); k2 != ""; k2 = it.ReadObject() {
-							switch k2 {
-							case "username", "resource", "namespace":
-								sink += len(it.ReadString())
-							default:
-								it.Skip()
-							}
-						}
-					default:
-						it.Skip()
-					}
-				}
-				return it.Error
-			}
-		}},
-		{"FastJSON", func() func([]byte) error {
-			var p fastjson.Parser
-			var sink int
-			return func(l []byte) error {
-				v, err := p.ParseBytes(l)
-				if err != nil {
-					return err
-				}
-				for _, k := range [...]string{"kind", "apiVersion", "level", "auditID", "stage", "requestURI", "verb", "userAgent", "requestReceivedTimestamp", "stageTimestamp"} {
-					sink += len(v.GetStringBytes(k))
-				}
-				sink += len(v.GetStringBytes("user", "username")) + len(v.GetStringBytes("impersonatedUser", "username"))
-				for _, k := range [...]string{"resource", "namespace", "name", "apiGroup", "apiVersion", "subresource"} {
-					sink += len(v.GetStringBytes("objectRef", k))
-				}
-				sink += v.GetInt("responseStatus", "code")
-				for _, k := range [...]string{"sourceIPs", "annotations", "requestObject", "responseObject"} {
-					if x := v.Get(k); x != nil {
-						sink++
-					}
-				}
-				if x := v.Get("user", "groups"); x != nil {
-					sink++
-				}
-				return nil
-			}
-		}},
 	}
 }
 
@@ -241,63 +181,6 @@ func benchAll(b *testing.B, corpusName string) {
 func BenchmarkScanMetadata(b *testing.B) { benchAll(b, "Metadata") }
 func BenchmarkScanMixed(b *testing.B)    { benchAll(b, "Mixed") }
 func BenchmarkScanReal(b *testing.B)     { benchAll(b, "RealLiggitt") }
-
-// TestPrintBenchTable prints, in one run, every contender on each corpus
-// with MB/s, ns/event, allocs/event and Scan's speed ratio to it. Each
-// contender runs in AUDITTAIL_BENCH_ROUNDS interleaved rounds (default 3)
-// and its best round counts, which damps noise from other work on the
-// machine. It runs only when AUDITTAIL_BENCH_TABLE is set (make
-// bench-parser).
-func TestPrintBenchTable(t *testing.T) {
-	if os.Getenv("AUDITTAIL_BENCH_TABLE") == "" {
-		t.Skip("set AUDITTAIL_BENCH_TABLE=1 to print the parser benchmark table")
-	}
-	rounds := 3
-	if r, err := strconv.Atoi(os.Getenv("AUDITTAIL_BENCH_ROUNDS")); err == nil && r > 0 {
-		rounds = r
-	}
-	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1)) // one core, GC included
-	var out strings.Builder
-	host, _ := os.Hostname()
-	fmt.Fprintf(&out, "parser benchmark %s on %s (%s, %d CPUs), %s %s/%s, GOMAXPROCS=1, best of %d rounds\n",
-		time.Now().UTC().Format("2006-01-02"), host, cpuModel(), runtime.NumCPU(), runtime.Version(), runtime.GOOS, runtime.GOARCH, rounds)
-	for _, name := range []string{"Metadata", "Mixed", "RealLiggitt"} {
-		c := benchCorpora()[name]
-		cs := contenders()
-		best := make([]testing.BenchmarkResult, len(cs))
-		for r := 0; r < rounds; r++ {
-			for k, ct := range cs {
-				res := testing.Benchmark(func(b *testing.B) { runCorpus(b, name, ct.fn()) })
-				if r == 0 || res.NsPerOp() < best[k].NsPerOp() {
-					best[k] = res
-				}
-			}
-		}
-		fmt.Fprintf(&out, "\ncorpus %s: %d events, %.1f MB, %d bytes/event\n", name, len(c.lines), float64(c.bytes)/1e6, c.bytes/len(c.lines))
-		fmt.Fprintf(&out, "%-18s %10s %12s %13s %12s\n", "parser", "MB/s", "ns/event", "allocs/event", "Scan speedup")
-		scanNs := float64(best[0].T.Nanoseconds()) / float64(best[0].N)
-		for k, ct := range cs {
-			r := best[k]
-			ns := float64(r.T.Nanoseconds()) / float64(r.N)
-			mbs := float64(r.Bytes) * float64(r.N) / r.T.Seconds() / 1e6
-			fmt.Fprintf(&out, "%-18s %10.0f %12.0f %13d %11.2fx\n", ct.name, mbs, ns, r.AllocsPerOp(), ns/scanNs)
-		}
-	}
-	fmt.Print(out.String())
-}
-
-func cpuModel() string {
-	b, err := os.ReadFile("/proc/cpuinfo")
-	if err != nil {
-		return "unknown CPU"
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
-			return strings.TrimSpace(v)
-		}
-	}
-	return "unknown CPU"
-}
 
 func BenchmarkAppendMsgpack(b *testing.B) {
 	for _, name := range []string{"Metadata", "Mixed"} {

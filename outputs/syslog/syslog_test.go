@@ -503,8 +503,7 @@ func TestTLS(t *testing.T) {
 		}
 	})
 	t.Run("presents a client certificate", func(t *testing.T) {
-		var r *receiver
-		r = newTLSReceiver(t, func(r *receiver) {
+		r := newTLSReceiver(t, func(r *receiver) {
 			r.tls.ClientAuth = tlsRequireAndVerify
 		})
 		p := testPKIFor(t, r)

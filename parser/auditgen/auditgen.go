@@ -50,11 +50,9 @@ func ParseLevel(s string) (Level, bool) {
 
 // Generator produces audit event lines. It is not safe for concurrent use.
 type Generator struct {
-	rng  *rand.Rand
-	id   uint64 // high bits of every auditID: makes generators with different seeds disjoint
-	seq  uint64
-	obj  []byte
-	base []byte
+	rng *rand.Rand
+	id  uint64 // high bits of every auditID: makes generators with different seeds disjoint
+	seq uint64
 }
 
 // New returns a Generator seeded with seed.

@@ -14,10 +14,11 @@
 //
 // Usage:
 //
-//	go run ./scripts/experiments/nxadmtail -n 200000                 # one run: lumberjack, inotify, unthrottled
-//	go run ./scripts/experiments/nxadmtail -rotate copytruncate -poll -rate 20000
-//	go run ./scripts/experiments/nxadmtail -matrix -runs 3           # every variant, 3 runs each, one table
-//	go run ./scripts/experiments/nxadmtail -matrix -runs 3 -n 40000 -rates 2000
+//	cd scripts/experiments # a module of its own: nxadm/tail stays out of audittail's go.mod
+//	go run ./nxadmtail -n 200000                 # one run: lumberjack, inotify, unthrottled
+//	go run ./nxadmtail -rotate copytruncate -poll -rate 20000
+//	go run ./nxadmtail -matrix -runs 3           # every variant, 3 runs each, one table
+//	go run ./nxadmtail -matrix -runs 3 -n 40000 -rates 2000
 //
 // -matrix runs -rotations x -watchers x -rates (default lumberjack,copytruncate x
 // inotify,poll x 0,20000). Results are recorded in docs/decisions/0001-follower.md.
