@@ -25,7 +25,8 @@ var (
 	descBatches         = prometheus.NewDesc("audittail_batches_total", "Send attempts of batches by result (ok, failed).", []string{"output", "result"}, nil)
 	descRetries         = prometheus.NewDesc("audittail_retries_total", "Batches sent again after a failure.", []string{"output"}, nil)
 	descLag             = prometheus.NewDesc("audittail_checkpoint_lag_bytes", "Bytes written to the inputs' files and not yet acknowledged by the output.", []string{"output"}, nil)
-	descLost            = prometheus.NewDesc("audittail_lost_bytes_total", "Bytes deleted by rotation before they were read (at least this many).", []string{"input"}, nil)
+	descLost            = prometheus.NewDesc("audittail_lost_bytes_total", "Bytes deleted by rotation before they were read, uncompressed (a lower bound).", []string{"input"}, nil)
+	descLostWindow      = prometheus.NewDesc("audittail_lost_window_seconds_total", "Seconds of stageTimestamp spanned by data lost: from the last event read before each gap to the first after it.", []string{"input"}, nil)
 	descLostFiles       = prometheus.NewDesc("audittail_lost_files_total", "Files deleted (wholly or partly) before they were read.", []string{"input"}, nil)
 	descCheckpointFails = prometheus.NewDesc("audittail_checkpoint_failures_total", "Checkpoint writes that failed (a full disk, a read-only state_dir); delivery goes on, a crash would re-send more.", nil, nil)
 	descCatchUp         = prometheus.NewDesc("audittail_catchup_chunks_total", "Chunks an output read on a reader of its own while it was behind the shared input.", []string{"output"}, nil)
@@ -45,7 +46,7 @@ type collector struct{ a *Agent }
 func (a *Agent) Collector() prometheus.Collector { return collector{a} }
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descReadBytes, descEvents, descParseErrors, descBatches, descRetries, descLag, descLost, descLostFiles, descRotations, descLastEvent, descDeadLetter, descBuildInfo, descReady, descCut, descCheckpointFails, descCatchUp} {
+	for _, d := range []*prometheus.Desc{descReadBytes, descEvents, descParseErrors, descBatches, descRetries, descLag, descLost, descLostWindow, descLostFiles, descRotations, descLastEvent, descDeadLetter, descBuildInfo, descReady, descCut, descCheckpointFails, descCatchUp} {
 		ch <- d
 	}
 	for _, o := range c.a.outputs {
@@ -64,6 +65,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descReadBytes, st.ReadBytes.Load(), in.cfg.Path)
 		counter(descLost, st.LostBytes.Load(), in.cfg.Path)
 		counter(descLostFiles, st.LostFiles.Load(), in.cfg.Path)
+		ch <- prometheus.MustNewConstMetric(descLostWindow, prometheus.CounterValue, time.Duration(st.LostWindowNanos.Load()).Seconds(), in.cfg.Path)
 		counter(descRotations, st.Rotations.Load(), in.cfg.Path)
 		oversize += st.OversizeLines.Load()
 		torn += st.TornLines.Load()

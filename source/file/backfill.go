@@ -2,7 +2,6 @@ package file
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -40,19 +39,6 @@ func (g BackfillGroup) EstimatedBytes() int64 {
 		n += gzipISize(f.Path, f.Size)
 	}
 	return n
-}
-
-func gzipISize(path string, size int64) int64 {
-	f, err := os.Open(path)
-	if err != nil || size < 4 {
-		return size
-	}
-	defer f.Close()
-	var b [4]byte
-	if _, err := f.ReadAt(b[:], size-4); err != nil {
-		return size
-	}
-	return int64(binary.LittleEndian.Uint32(b[:]))
 }
 
 // BackfillGroups finds the files to backfill. With no paths, every
@@ -195,7 +181,7 @@ func (f *follower) nextFixed() error {
 		ref := f.fixed[f.fixedAt]
 		s, err := f.open(ref, 0)
 		if errors.Is(err, os.ErrNotExist) {
-			f.lose(ref.Path, ref.Size, "a file to backfill was deleted before it was read")
+			f.lose(ref.Path, ref.lostSize(), "a file to backfill was deleted before it was read")
 			continue
 		}
 		if err != nil {

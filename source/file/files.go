@@ -30,12 +30,13 @@ type logName struct {
 	dir    string
 	prefix string // "audit-"
 	ext    string // ".log"
+	isize  *isizeCache
 }
 
 func newLogName(path string) logName {
 	base := filepath.Base(path)
 	ext := filepath.Ext(base)
-	return logName{live: path, dir: filepath.Dir(path), prefix: base[:len(base)-len(ext)] + "-", ext: ext}
+	return logName{live: path, dir: filepath.Dir(path), prefix: base[:len(base)-len(ext)] + "-", ext: ext, isize: &isizeCache{}}
 }
 
 // parseBackup reports whether name (a base name) is a lumberjack backup of
@@ -65,8 +66,11 @@ type Ref struct {
 	GZ   bool      `json:"-"`
 	Live bool      `json:"-"`
 	Size int64     `json:"size"` // at listing time; compressed size for .gz
-	Dev  uint64    `json:"-"`
-	Ino  uint64    `json:"-"`
+	// Bytes is a .gz file's uncompressed size (its ISIZE trailer) at
+	// listing time; 0 for plain files and when unknown.
+	Bytes int64  `json:"bytes,omitempty"`
+	Dev   uint64 `json:"-"`
+	Ino   uint64 `json:"-"`
 }
 
 // list returns the input's backups in rotation order, oldest first, then the
@@ -97,6 +101,9 @@ func (n logName) list() ([]Ref, error) {
 		}
 		dev, ino := ID(info)
 		ref := Ref{Path: filepath.Join(n.dir, name), TS: ts, GZ: gz, Live: isLive, Size: info.Size(), Dev: dev, Ino: ino}
+		if gz {
+			ref.Bytes = n.isize.get(ref.Path, ref.Size)
+		}
 		if isLive {
 			live = &ref
 			continue
@@ -121,6 +128,15 @@ func (n logName) list() ([]Ref, error) {
 		files = append(files, *live)
 	}
 	return files, nil
+}
+
+// lostSize is how many bytes (uncompressed where known) losing ref
+// loses.
+func (r Ref) lostSize() int64 {
+	if r.GZ && r.Bytes > 0 {
+		return r.Bytes
+	}
+	return r.Size
 }
 
 // ID returns the device and inode of a file.

@@ -116,6 +116,12 @@ type follower struct {
 	lastBackup time.Time // rotation time of the newest backup read (or resumed)
 	listedAt   time.Time // when pending was last refreshed
 
+	// lastTS is the stageTimestamp of the last event handed out (or of
+	// the resumed cursor); gap is data lost since, reported once the next
+	// line is read.
+	lastTS string
+	gap    *gap
+
 	buf        []byte
 	start, end int  // unconsumed bytes are buf[start:end]
 	skipping   bool // inside a line longer than max_line_bytes
@@ -152,6 +158,7 @@ var errStop = errors.New("stop")
 
 // closeAll closes the open file and the watcher.
 func (f *follower) closeAll() {
+	f.closeGap("")
 	f.cur.close()
 	f.cur = nil
 	if f.watcher != nil {
@@ -185,6 +192,7 @@ func (f *follower) cursorAt(s *openFile, off int64) Cursor {
 		Offset: off,
 		Size:   max(s.size, off),
 		Order:  s.order,
+		LastTS: f.lastTS,
 	}
 	if len(f.pending) > 0 {
 		c.Pending = append([]Ref(nil), f.pending...)
@@ -239,6 +247,7 @@ func (f *follower) resolve(c *Cursor, startAt string) error {
 		return nil
 	}
 
+	f.lastTS = c.LastTS
 	for _, fp := range c.Done {
 		f.done.add(fp)
 	}
@@ -302,15 +311,9 @@ func (f *follower) countLostPending(pending, files []Ref) {
 			}
 		}
 		if !found {
-			f.lose(p.Path, p.Size, "a rotated backup was deleted before it was read")
+			f.lose(p.Path, p.lostSize(), "a rotated backup was deleted before it was read")
 		}
 	}
-}
-
-func (f *follower) lose(path string, n int64, why string) {
-	f.stats.LostFiles.Add(1)
-	f.stats.LostBytes.Add(n)
-	f.log.Warn("data lost: "+why, "file", path, "lost_bytes", n)
 }
 
 // openFirst opens the first file of files that can still be opened, queues
@@ -325,14 +328,14 @@ func (f *follower) openFirst(files []Ref) error {
 		s, err := f.openRef(ref, 0)
 		if errors.Is(err, os.ErrNotExist) {
 			if !ref.Live {
-				f.lose(ref.Path, ref.Size, "a rotated backup was deleted before it was read")
+				f.lose(ref.Path, ref.lostSize(), "a rotated backup was deleted before it was read")
 			}
 			continue
 		}
 		if err != nil && !ref.Live {
 			// A corrupt or unreadable backup must not stop the input.
 			f.log.Error("cannot read a rotated backup; skipping it", "path", ref.Path, "error", err)
-			f.lose(ref.Path, ref.Size, "a rotated backup could not be read")
+			f.lose(ref.Path, ref.lostSize(), "a rotated backup could not be read")
 			continue
 		}
 		if err != nil {
@@ -406,7 +409,7 @@ func (f *follower) open(ref Ref, off int64) (*openFile, error) {
 		s.order = f.now().UTC()
 	}
 	if ref.GZ {
-		s.size = 0
+		s.size = ref.Bytes // uncompressed, from the listing; 0 if unknown
 		zr, err := gzip.NewReader(fh)
 		if err != nil {
 			fh.Close()
@@ -626,6 +629,9 @@ func (f *follower) scan(ctx context.Context) error {
 		}
 		if len(bytes.TrimSpace(line)) == 0 {
 			continue
+		}
+		if f.gap != nil {
+			f.closeGap(stageTS(line))
 		}
 		if err := f.chunks.add(ctx, line, f.cur, f.cur.base+int64(f.start)); err != nil {
 			return err
@@ -870,7 +876,7 @@ func (f *follower) notePending(files []Ref) {
 			}
 		}
 		if !found {
-			f.lose(p.Path, p.Size, "a rotated backup was deleted before it was read")
+			f.lose(p.Path, p.lostSize(), "a rotated backup was deleted before it was read")
 		}
 	}
 }

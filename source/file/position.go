@@ -40,6 +40,10 @@ type Cursor struct {
 	// catching up on its own) never reads them again, whatever the times
 	// in their names say.
 	Done []fingerprint `json:"done,omitempty"`
+	// LastTS is the stageTimestamp of the last event before Offset (RFC
+	// 3339): where a gap found at restart starts. Empty in checkpoints
+	// written before it existed.
+	LastTS string `json:"last_ts,omitempty"`
 }
 
 // ErrBadPosition is returned (wrapped) for a position this source cannot

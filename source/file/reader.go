@@ -88,9 +88,12 @@ type Stats struct {
 	TornLines     atomic.Int64 // incomplete last lines of rotated files, skipped
 	Rotations     atomic.Int64 // moves from one file to the next
 	Truncations   atomic.Int64 // copytruncate detected: restarted at offset 0
-	LostBytes     atomic.Int64 // bytes deleted before they were read
+	LostBytes     atomic.Int64 // bytes deleted before they were read (uncompressed; a lower bound)
 	LostFiles     atomic.Int64 // files deleted (wholly or partly) before they were read
-	Open          atomic.Bool  // a file of the input is open
+	// LostWindowNanos sums the stageTimestamp spans of the gaps: from the
+	// last event read before each to the first read after it.
+	LostWindowNanos atomic.Int64
+	Open            atomic.Bool // a file of the input is open
 }
 
 // Reader reads one audit log. It implements source.Reader and
@@ -313,6 +316,9 @@ func (b *chunker) acquire(ctx context.Context) error {
 func (b *chunker) flush(atEnd bool) {
 	if b.cur == nil {
 		return
+	}
+	if ts := stageTS(b.cur.Line(b.cur.Len() - 1)); ts != "" {
+		b.f.lastTS = ts
 	}
 	pos, err := b.f.position(b.f.cursorAt(b.src, b.end))
 	if err != nil {
