@@ -456,3 +456,60 @@ func TestTheCheckpointIsFsyncedOnlyAfterTheOutputsSynced(t *testing.T) {
 	<-done
 	h.cancel = nil
 }
+
+func eventTS(i int, ts time.Time) string {
+	return fmt.Sprintf(`{"kind":"Event","auditID":"id-%06d","stage":"ResponseComplete","stageTimestamp":"%s"}`, i, ts.UTC().Format(time.RFC3339Nano))
+}
+
+func TestLostDataIsReportedAsAWindowBetweenTheEventsAroundTheGap(t *testing.T) {
+	// The only output refuses everything at first, so the reader waits
+	// inside A (its pool is smaller than A) and learns of B, which
+	// lumberjack deletes before it is read.
+	h := newHarness(t, func(c *Config) { c.MaxInflight = 1; c.Batch.MaxEvents = 1 })
+	t0 := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+	ts := func(i int) []string {
+		var out []string
+		for j := i; j < i+10; j++ {
+			out = append(out, eventTS(j, t0.Add(time.Duration(j)*time.Second)))
+		}
+		return out
+	}
+	gate := make(chan struct{})
+	log := h.log()
+	a, err := New(h.cfg, log, func(c outputs.Config) (outputs.Output, error) {
+		fo, err := file.New(file.Options{Path: h.out}, log)
+		return &gatedOutput{Output: fo, gate: gate}, err
+	}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendLines(t, h.input, ts(0)) // A
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	h.agent, h.cancel, h.done = a, cancel, done
+	time.Sleep(5 * h.cfg.PollInterval)
+	now := time.Now()
+	os.Rename(h.input, backupName(h.input, now))
+	appendLines(t, h.input, ts(10)) // B
+	b := backupName(h.input, now.Add(time.Second))
+	os.Rename(h.input, b)
+	appendLines(t, h.input, ts(20))     // C
+	time.Sleep(10 * h.cfg.PollInterval) // the reader lists B
+	os.Remove(b)
+	close(gate)
+	got := h.waitDelivered(20)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(a.Collector())
+	window := metricValue(t, reg, "audittail_lost_window_seconds_total", map[string]string{"input": h.input})
+	h.stop()
+	assertLines(t, got, append(ts(0), ts(20)...))
+	logs := h.logBuf.String()
+	from, to := t0.Add(9*time.Second).Format(time.RFC3339Nano), t0.Add(20*time.Second).Format(time.RFC3339Nano)
+	if !strings.Contains(logs, "data lost") || !strings.Contains(logs, "from="+from) || !strings.Contains(logs, "to="+to) || !strings.Contains(logs, filepath.Base(b)) {
+		t.Fatalf("no data lost line naming %s with from=%s to=%s:\n%s", filepath.Base(b), from, to, logs)
+	}
+	if window != 11 {
+		t.Fatalf("audittail_lost_window_seconds_total %v, want 11 (from the 9th to the 20th second)", window)
+	}
+}

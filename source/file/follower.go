@@ -630,7 +630,7 @@ func (f *follower) scan(ctx context.Context) error {
 		if len(bytes.TrimSpace(line)) == 0 {
 			continue
 		}
-		if f.gap != nil {
+		if f.gap != nil && !f.gap.deferred {
 			f.closeGap(stageTS(line))
 		}
 		if err := f.chunks.add(ctx, line, f.cur, f.cur.base+int64(f.start)); err != nil {
@@ -839,6 +839,10 @@ func (f *follower) next(ctx context.Context) error {
 	if !old.ref.Live && old.ref.TS.After(f.lastBackup) {
 		f.lastBackup = old.ref.TS
 	}
+	if f.gap != nil && f.gap.deferred {
+		// The gap starts here: after the last line of the finished file.
+		f.gap.deferred, f.gap.from = false, f.readTS()
+	}
 	f.cur, f.prev = nil, old
 	err := f.openNext()
 	old.close() // after listing: while it is open its inode cannot be reused
@@ -877,6 +881,11 @@ func (f *follower) notePending(files []Ref) {
 		}
 		if !found {
 			f.lose(p.Path, p.lostSize(), "a rotated backup was deleted before it was read")
+			if f.cur != nil {
+				// Noticed while reading an older file: the gap is where the
+				// backup would have been read, after the open file's end.
+				f.gap.deferred = true
+			}
 		}
 	}
 }

@@ -34,6 +34,9 @@ type gap struct {
 	files []string
 	bytes int64
 	whys  []string
+	// deferred: noticed while reading a file that comes before the gap;
+	// it opens when that file is finished.
+	deferred bool
 }
 
 // lose counts n bytes of path (uncompressed, at least) as lost and opens
