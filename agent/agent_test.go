@@ -106,6 +106,13 @@ func (h *harness) start(opts Options) {
 	})
 }
 
+// run runs a, which the test built, until stop.
+func (h *harness) run(a *Agent) {
+	ctx, cancel := context.WithCancel(context.Background())
+	h.agent, h.cancel, h.done = a, cancel, make(chan error, 1)
+	go func() { h.done <- a.Run(ctx) }()
+}
+
 // stop ends the agent the way SIGTERM does and returns its summary.
 func (h *harness) stop() Summary {
 	h.t.Helper()
@@ -864,10 +871,7 @@ func TestPermanentRejectionsGoToTheDeadLetterFile(t *testing.T) {
 	}
 	lines := []string{event(0), `{"auditID":"reject-me"}`, event(1), `{"auditID":"poison"}`, event(2), event(3), event(4), event(5), event(6)}
 	appendLines(t, h.input, lines)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	h.agent, h.cancel, h.done = a, cancel, done
+	h.run(a)
 	// Batch 1 {0, reject-me, 1}: reject-me dead-lettered, the rest
 	// delivered (the file output wrote all three before the sink reported
 	// the rejection). Batch 2 {poison, 2, 3}: all dead-lettered.
@@ -1013,10 +1017,7 @@ func TestADownOutputHoldsBackOnlyItself(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	h.agent, h.cancel, h.done = a, cancel, done
+	h.run(a)
 	appendLines(t, h.input, events(0, 500))
 	// The healthy output gets everything while the other is down; the down
 	// one's reader stops after max_inflight batches (bounded memory).

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -37,10 +36,7 @@ func TestThreeOutputsReadTheInputOnceAndADownOneCatchesUpFromItsOwnPosition(t *t
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	h.agent, h.cancel, h.done = a, cancel, done
+	h.run(a)
 
 	// The writer rotates once on the way, as lumberjack does.
 	appendLines(t, h.input, events(0, total/2))
@@ -98,10 +94,7 @@ func TestOneReadServesEveryOutput(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	h.agent, h.cancel, h.done = a, cancel, done
+	h.run(a)
 	appendLines(t, h.input, events(0, 1000))
 	for _, n := range []string{"a", "b", "test"} {
 		waitLines(t, filepath.Join(h.dir, "out", n+".jsonl"), 1000, h.logBuf)

@@ -431,10 +431,7 @@ func TestTheCheckpointIsFsyncedOnlyAfterTheOutputsSynced(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	h.agent, h.cancel, h.done = a, cancel, done
+	h.run(a)
 	appendLines(t, h.input, events(0, 10))
 	h.waitDelivered(10)
 	synced := filepath.Join(h.cfg.StateDir, CheckpointFile+syncedSuffix)
@@ -452,9 +449,7 @@ func TestTheCheckpointIsFsyncedOnlyAfterTheOutputsSynced(t *testing.T) {
 		t.Fatalf("the fsynced checkpoint moved past what the output could not sync:\n%s", b)
 	}
 	rec.fail.Store(false)
-	cancel()
-	<-done
-	h.cancel = nil
+	h.stop()
 }
 
 func eventTS(i int, ts time.Time) string {
@@ -484,10 +479,7 @@ func TestLostDataIsReportedAsAWindowBetweenTheEventsAroundTheGap(t *testing.T) {
 		t.Fatal(err)
 	}
 	appendLines(t, h.input, ts(0)) // A
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	h.agent, h.cancel, h.done = a, cancel, done
+	h.run(a)
 	time.Sleep(5 * h.cfg.PollInterval)
 	now := time.Now()
 	os.Rename(h.input, backupName(h.input, now))
