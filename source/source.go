@@ -8,7 +8,6 @@ package source
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -231,6 +230,3 @@ type Reader interface {
 type Aligner interface {
 	CutAt(p Position)
 }
-
-// ErrStop is returned by readers that were told to stop at their end.
-var ErrStop = errors.New("source: stopped")
