@@ -635,7 +635,7 @@ func TestReadsRealAuditLogsLineByLine(t *testing.T) {
 	src := "../testdata/real/liggitt__audit2rbac__testdata__demo.log"
 	data, err := os.ReadFile(src)
 	if err != nil {
-		t.Fatalf("shared test data: %v", err)
+		t.Fatalf("real test data (testdata/real): %v", err)
 	}
 	var want []string
 	sc := bufio.NewScanner(bytes.NewReader(data))
