@@ -25,7 +25,7 @@ var (
 	descBatches         = prometheus.NewDesc("audittail_batches_total", "Send attempts of batches by result (ok, failed).", []string{"output", "result"}, nil)
 	descRetries         = prometheus.NewDesc("audittail_retries_total", "Batches sent again after a failure.", []string{"output"}, nil)
 	descLag             = prometheus.NewDesc("audittail_checkpoint_lag_bytes", "Bytes written to the inputs' files and not yet acknowledged by the output.", []string{"output"}, nil)
-	descLost            = prometheus.NewDesc("audittail_lost_bytes_total", "Bytes deleted by rotation before they were read, uncompressed (a lower bound).", []string{"input"}, nil)
+	descLost            = prometheus.NewDesc("audittail_lost_bytes_total", "Bytes deleted by rotation before they were read, or left in a corrupt backup: uncompressed, and a lower bound (backups deleted while the agent was down are not counted; see lost_window_seconds_total).", []string{"input"}, nil)
 	descLostWindow      = prometheus.NewDesc("audittail_lost_window_seconds_total", "Seconds of stageTimestamp spanned by data lost: from the last event read before each gap to the first after it.", []string{"input"}, nil)
 	descLostFiles       = prometheus.NewDesc("audittail_lost_files_total", "Files deleted (wholly or partly) before they were read.", []string{"input"}, nil)
 	descCheckpointFails = prometheus.NewDesc("audittail_checkpoint_failures_total", "Checkpoint writes that failed (a full disk, a read-only state_dir); delivery goes on, a crash would re-send more.", nil, nil)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -457,18 +458,38 @@ func eventTS(i int, ts time.Time) string {
 }
 
 func TestLostDataIsReportedAsAWindowBetweenTheEventsAroundTheGap(t *testing.T) {
+	for _, gz := range []bool{false, true} {
+		name := "a plain backup"
+		if gz {
+			name = "a gzipped backup counts its uncompressed size"
+		}
+		t.Run(name, func(t *testing.T) { testLossWindow(t, gz) })
+	}
+}
+
+func tsEvents(t0 time.Time, from, to int) []string {
+	var out []string
+	for j := from; j < to; j++ {
+		out = append(out, eventTS(j, t0.Add(time.Duration(j)*time.Second)))
+	}
+	return out
+}
+
+func linesSize(lines []string) int64 {
+	n := 0
+	for _, l := range lines {
+		n += len(l) + 1
+	}
+	return int64(n)
+}
+
+func testLossWindow(t *testing.T, gz bool) {
 	// The only output refuses everything at first, so the reader waits
 	// inside A (its pool is smaller than A) and learns of B, which
 	// lumberjack deletes before it is read.
 	h := newHarness(t, func(c *Config) { c.MaxInflight = 1; c.Batch.MaxEvents = 1 })
 	t0 := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
-	ts := func(i int) []string {
-		var out []string
-		for j := i; j < i+10; j++ {
-			out = append(out, eventTS(j, t0.Add(time.Duration(j)*time.Second)))
-		}
-		return out
-	}
+	ts := func(i int) []string { return tsEvents(t0, i, i+10) }
 	gate := make(chan struct{})
 	log := h.log()
 	a, err := New(h.cfg, log, func(c outputs.Config) (outputs.Output, error) {
@@ -486,6 +507,10 @@ func TestLostDataIsReportedAsAWindowBetweenTheEventsAroundTheGap(t *testing.T) {
 	appendLines(t, h.input, ts(10)) // B
 	b := backupName(h.input, now.Add(time.Second))
 	os.Rename(h.input, b)
+	if gz {
+		gzipFile(t, b)
+		b += ".gz"
+	}
 	appendLines(t, h.input, ts(20))     // C
 	time.Sleep(10 * h.cfg.PollInterval) // the reader lists B
 	os.Remove(b)
@@ -493,7 +518,10 @@ func TestLostDataIsReportedAsAWindowBetweenTheEventsAroundTheGap(t *testing.T) {
 	got := h.waitDelivered(20)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(a.Collector())
-	window := metricValue(t, reg, "audittail_lost_window_seconds_total", map[string]string{"input": h.input})
+	labels := map[string]string{"input": h.input}
+	window := metricValue(t, reg, "audittail_lost_window_seconds_total", labels)
+	lostBytes := metricValue(t, reg, "audittail_lost_bytes_total", labels)
+	lostFiles := metricValue(t, reg, "audittail_lost_files_total", labels)
 	h.stop()
 	assertLines(t, got, append(ts(0), ts(20)...))
 	logs := h.logBuf.String()
@@ -503,5 +531,86 @@ func TestLostDataIsReportedAsAWindowBetweenTheEventsAroundTheGap(t *testing.T) {
 	}
 	if window != 11 {
 		t.Fatalf("audittail_lost_window_seconds_total %v, want 11 (from the 9th to the 20th second)", window)
+	}
+	if want := linesSize(ts(10)); lostBytes != float64(want) || lostFiles != 1 {
+		t.Fatalf("lost %v bytes in %v files, want %d bytes (B uncompressed) in 1", lostBytes, lostFiles, want)
+	}
+}
+
+func TestBackupsDeletedWhileTheAgentWasDownAreReportedAsAWindow(t *testing.T) {
+	// lumberjack with maxbackup 1 and compress, the agent down: A (read to
+	// its end) is rotated and compressed, B and C follow and are deleted
+	// unread, nobody having listed them; D is the backup left, E is live.
+	h := newHarness(t, nil)
+	t0 := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+	appendLines(t, h.input, tsEvents(t0, 0, 10)) // A
+	h.start(Options{})
+	h.waitDelivered(10)
+	h.stop()
+	now := time.Now()
+	for i := range 4 {
+		b := backupName(h.input, now.Add(time.Duration(i)*time.Second))
+		if err := os.Rename(h.input, b); err != nil {
+			t.Fatal(err)
+		}
+		gzipFile(t, b)
+		if i < 3 {
+			os.Remove(b + ".gz")
+		}
+		appendLines(t, h.input, tsEvents(t0, 10*(i+1), 10*(i+2)))
+	}
+	h.start(Options{})
+	got := h.waitDelivered(30)
+	time.Sleep(5 * h.cfg.PollInterval)
+	h.stop()
+	assertLines(t, got, append(tsEvents(t0, 0, 10), tsEvents(t0, 30, 50)...))
+	logs := h.logBuf.String()
+	from, to := t0.Add(9*time.Second).Format(time.RFC3339Nano), t0.Add(30*time.Second).Format(time.RFC3339Nano)
+	if !strings.Contains(logs, "data lost") || !strings.Contains(logs, "from="+from) || !strings.Contains(logs, "to="+to) || !strings.Contains(logs, "window_seconds=21") {
+		t.Fatalf("no data lost line with from=%s to=%s window_seconds=21:\n%s", from, to, logs)
+	}
+}
+
+func TestACompressedBackupCorruptMidwayIsReadUpToTheDamageAndTheRestReportedAsAWindow(t *testing.T) {
+	h := newHarness(t, nil)
+	t0 := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+	appendLines(t, h.input, tsEvents(t0, 0, 10)) // A
+	h.start(Options{})
+	h.waitDelivered(10)
+	h.stop()
+	// While down: A rotated; B (many events) rotated, compressed, and
+	// torn in its middle; C live.
+	now := time.Now()
+	os.Rename(h.input, backupName(h.input, now))
+	appendLines(t, h.input, tsEvents(t0, 10, 5010)) // B
+	b := backupName(h.input, now.Add(time.Second))
+	os.Rename(h.input, b)
+	gzipFile(t, b)
+	data, err := os.ReadFile(b + ".gz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(b+".gz", data[:len(data)/2], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	appendLines(t, h.input, tsEvents(t0, 6000, 6010)) // C
+	h.start(Options{})
+	got := h.waitDelivered(20)
+	time.Sleep(5 * h.cfg.PollInterval)
+	s := h.stop()
+	got = h.delivered()
+	// A, a prefix of B, then C: nothing else, in order.
+	all := append(tsEvents(t0, 0, 5010), tsEvents(t0, 6000, 6010)...)
+	if len(got) < 20 || !slices.Equal(got[:len(got)-10], all[:len(got)-10]) || !slices.Equal(got[len(got)-10:], tsEvents(t0, 6000, 6010)) {
+		t.Fatalf("delivered %d lines, want A, a prefix of B, then C", len(got))
+	}
+	last := len(got) - 11 // the last event of B read
+	from, to := t0.Add(time.Duration(last)*time.Second).Format(time.RFC3339Nano), t0.Add(6000*time.Second).Format(time.RFC3339Nano)
+	logs := h.logBuf.String()
+	if !strings.Contains(logs, "data lost") || !strings.Contains(logs, "from="+from) || !strings.Contains(logs, "to="+to) || !strings.Contains(logs, filepath.Base(b)+".gz") {
+		t.Fatalf("no data lost line naming %s.gz with from=%s to=%s:\n%s", filepath.Base(b), from, to, logs)
+	}
+	if s.Read.LostFiles != 1 {
+		t.Fatalf("lost files %d, want 1", s.Read.LostFiles)
 	}
 }

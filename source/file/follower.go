@@ -282,7 +282,7 @@ func (f *follower) resolve(c *Cursor, startAt string) error {
 			return nil
 		}
 		lost := max(0, c.Size-c.Offset)
-		f.lose(c.Path, lost, "the checkpointed file is gone (rotated and deleted while the agent was down)")
+		f.lose(c.Path, lost, "the checkpointed file is gone (rotated and deleted while the agent was down; backups rotated after it may be gone unlisted too: the window is what is missing)")
 	}
 	// Continue with every file written after the cursor's file.
 	var next []Ref
@@ -969,9 +969,18 @@ func (f *follower) after(files []Ref, prev *openFile) []Ref {
 // readFailed handles an I/O error: a corrupt gzip file is given up (what is
 // left of it is counted as lost), anything else is retried.
 func (f *follower) readFailed(ctx context.Context, err error) error {
-	if f.cur.ref.GZ {
-		f.log.Error("cannot read compressed backup; skipping the rest of it", "path", f.cur.ref.Path, "error", err)
-		f.stats.LostFiles.Add(1)
+	if s := f.cur; s.ref.GZ {
+		f.log.Error("cannot read compressed backup; skipping the rest of it", "path", s.ref.Path, "error", err)
+		// What is left cannot be decompressed, so its size is unknown: the
+		// compressed bytes not yet consumed are the lower bound (audit JSON
+		// never compresses to more than its own size).
+		var rest int64
+		if pos, err := s.f.Seek(0, io.SeekCurrent); err == nil {
+			if info, err := s.f.Stat(); err == nil {
+				rest = max(0, info.Size()-pos)
+			}
+		}
+		f.lose(s.ref.Path, rest, "a compressed backup is corrupt; the rest of it cannot be read")
 		return f.next(ctx)
 	}
 	f.log.Error("read failed; retrying", "path", f.cur.ref.Path, "error", err)

@@ -138,5 +138,20 @@ func gzipISize(path string, size int64) int64 {
 	if _, err := f.ReadAt(b[:], size-4); err != nil {
 		return size
 	}
-	return int64(binary.LittleEndian.Uint32(b[:]))
+	return plausibleISize(int64(binary.LittleEndian.Uint32(b[:])), size)
+}
+
+// plausibleISize returns isize, the trailer of a gzip file of size
+// bytes, if deflate could have produced the file from that many bytes;
+// otherwise size (a torn file's last 4 bytes are not its trailer).
+// Deflate grows incompressible data by a few bytes per stored block (up
+// to 65,535 bytes; encoders pick smaller ones), the gzip header and trailer
+// add 18 or more: 1% and 64 bytes bound that. It shrinks at most 1,032 to 1. ISIZE is the size modulo
+// 2^32, so files over 4 GiB uncompressed fall back to size as well.
+func plausibleISize(isize, size int64) int64 {
+	overhead := 64 + size/100
+	if isize < size-overhead || isize > size*1032 {
+		return size
+	}
+	return isize
 }
