@@ -64,7 +64,9 @@ type BackfillGroup = file.BackfillGroup
 func BackfillGroups(cfg *Config, paths []string) ([]BackfillGroup, error) {
 	var inputs []string
 	for _, in := range cfg.Inputs {
-		inputs = append(inputs, in.Path)
+		if in.Type == InputFile { // a webhook input has nothing to backfill
+			inputs = append(inputs, in.Path)
+		}
 	}
 	return file.BackfillGroups(inputs, paths)
 }
@@ -93,12 +95,26 @@ type Agent struct {
 	deadline time.Time // when the shutdown must be over
 }
 
+// reader is what the agent needs of a source's reader.
+type reader interface {
+	source.Reader
+	source.Aligner
+	// Start is the position the reader was opened at (resolved: a first
+	// start's is where it began).
+	Start() source.Position
+	// Pool holds the reader's chunks (memory accounting).
+	Pool() *source.Pool
+}
+
 // input is one configured input: how to open a reader of it, its shared
 // counters, and its hub while the agent runs.
 type input struct {
-	cfg     InputConfig
-	stats   *file.Stats
-	open    func(pos json.RawMessage, pool int, cutAt source.Position) (*file.Reader, error)
+	cfg InputConfig
+	// key names the input in the checkpoint, the metrics and the logs: a
+	// file input's path, a webhook input's "webhook:" and spool dir.
+	key     string
+	stats   *source.Stats
+	open    func(pos json.RawMessage, pool int, cutAt source.Position) (reader, error)
 	hub     *hub
 	limiter logLimiter
 	log     *slog.Logger
@@ -132,6 +148,11 @@ func (in *input) chunksOut() (now, peak, readers int) {
 // New opens the checkpoint and builds every output. On error nothing is
 // left open.
 func New(cfg *Config, log *slog.Logger, build BuildFunc, opts Options) (*Agent, error) {
+	for i, in := range cfg.Inputs {
+		if in.Type == InputWebhook {
+			return nil, fmt.Errorf("inputs[%d]: the webhook input is not wired into the agent yet", i)
+		}
+	}
 	store, err := OpenStore(cfg.StateDir, opts.ResetCheckpoint, checkFilePosition)
 	if err != nil {
 		return nil, err
@@ -145,7 +166,7 @@ func New(cfg *Config, log *slog.Logger, build BuildFunc, opts Options) (*Agent, 
 		return nil, err
 	}
 	for _, in := range a.inputs {
-		in.open = func(pos json.RawMessage, pool int, cutAt source.Position) (*file.Reader, error) {
+		in.open = func(pos json.RawMessage, pool int, cutAt source.Position) (reader, error) {
 			return file.Follow(a.fileConfig(in, pool, cutAt), pos)
 		}
 	}
@@ -175,7 +196,7 @@ func NewBackfill(cfg *Config, log *slog.Logger, build BuildFunc, opts Options, b
 	a.since, a.until, a.giveUpAfter = bf.Since, bf.Until, bf.GiveUpAfter
 	for i, in := range a.inputs {
 		files := groups[i].Files
-		in.open = func(pos json.RawMessage, pool int, cutAt source.Position) (*file.Reader, error) {
+		in.open = func(pos json.RawMessage, pool int, cutAt source.Position) (reader, error) {
 			return file.Backfill(a.fileConfig(in, pool, cutAt), files, pos)
 		}
 	}
@@ -198,7 +219,7 @@ func newAgent(cfg *Config, log *slog.Logger, build BuildFunc, opts Options, stor
 		})
 	}
 	for _, ic := range cfg.Inputs {
-		in := &input{cfg: ic, stats: &file.Stats{}, log: log.With("input", ic.Path), onError: map[string]string{}}
+		in := &input{cfg: ic, key: ic.Key(), stats: &source.Stats{}, log: log.With("input", ic.Key()), onError: map[string]string{}}
 		a.inputs = append(a.inputs, in)
 		for _, o := range a.outputs {
 			in.onError[o.name] = o.onParseError
@@ -307,7 +328,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	for _, in := range a.inputs {
 		wg.Go(func() {
 			if err := in.hub.run(readCtx); err != nil {
-				err = fmt.Errorf("input %s: %w", in.cfg.Path, err)
+				err = fmt.Errorf("input %s: %w", in.key, err)
 				a.log.Error("cannot follow the input; stopping", "error", err)
 				fail(err)
 			}
@@ -316,7 +337,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	for _, s := range a.streams {
 		wg.Go(func() {
 			if err := s.run(readCtx, sendCtx); err != nil {
-				err = fmt.Errorf("input %s (output %s): %w", s.in.cfg.Path, s.out.name, err)
+				err = fmt.Errorf("input %s (output %s): %w", s.in.key, s.out.name, err)
 				a.log.Error("cannot follow the input; stopping", "error", err)
 				fail(err)
 			}
@@ -351,7 +372,7 @@ func (a *Agent) openHubs() error {
 				mine = append(mine, s)
 			}
 		}
-		common := commonPosition(a.store, in.cfg.Path, mine)
+		common := commonPosition(a.store, in.key, mine)
 		r, err := in.open(common, a.hubPool(), source.Position{})
 		if err != nil {
 			a.closeHubs()
@@ -361,12 +382,12 @@ func (a *Agent) openHubs() error {
 		in.hub = newHub(in, r, r.Start())
 		in.stats.Open.Store(true)
 		for _, s := range mine {
-			st := a.store.Position(s.out.name, in.cfg.Path)
+			st := a.store.Position(s.out.name, in.key)
 			switch {
 			case string(st) == string(common):
 				s.pos = r.Start()
 				if st == nil {
-					a.store.Set(s.out.name, in.cfg.Path, s.pos.State)
+					a.store.Set(s.out.name, in.key, s.pos.State)
 				}
 				in.hub.attach(s)
 			default:
@@ -520,7 +541,7 @@ func (a *Agent) Summaries() []Summary {
 		o := OutputSnapshot{st.Events.Load(), st.Bytes.Load(), st.Batches.Load(), st.Failed.Load(), st.Retries.Load(),
 			st.DeadLettered.Load(), st.ParseDropped.Load(), st.Filtered.Load(), a.checkpointFails.Load(), st.ParseErrors()}
 		r := s.in.stats
-		out = append(out, Summary{Output: s.out.name, Input: s.in.cfg.Path, Sent: o, Read: StatsSnapshot{
+		out = append(out, Summary{Output: s.out.name, Input: s.in.key, Sent: o, Read: StatsSnapshot{
 			r.ReadBytes.Load(), s.lines.Load(), r.OversizeLines.Load(), r.TornLines.Load(), r.Rotations.Load(), r.Truncations.Load(), r.LostBytes.Load(), r.LostFiles.Load(),
 		}})
 	}

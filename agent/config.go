@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -61,14 +62,70 @@ type MetricsConfig struct {
 	UnreadyAfter time.Duration `yaml:"unready_after"`
 }
 
-// InputConfig is one audit log.
+// Input types.
+const (
+	InputFile    = "file"
+	InputWebhook = "webhook"
+)
+
+// InputConfig is one source of audit events: a log file (type file, the
+// default) or kube-apiserver's webhook backend (type webhook).
 type InputConfig struct {
-	// Path is the live file, e.g. /var/log/kubernetes/audit/audit.log; its
-	// lumberjack backups are found beside it.
+	// Type is file (default) or webhook.
+	Type string `yaml:"type"`
+	// Path: for a file input, the live file, e.g.
+	// /var/log/kubernetes/audit/audit.log (its backups are found beside
+	// it); for a webhook input, the URL path it answers (default /).
 	Path string `yaml:"path"`
 	// StartAt applies on the first start only (no checkpoint): end skips
 	// what the live file already holds, beginning reads it from offset 0.
+	// File inputs only.
 	StartAt StartAt `yaml:"start_at"`
+
+	// The webhook input's options.
+
+	// Listen is the address to listen on, host:port.
+	Listen string `yaml:"listen"`
+	// TLS is the listener's certificate; required unless Insecure.
+	TLS ListenerTLS `yaml:"tls"`
+	// Insecure serves plain HTTP (and says so in the log).
+	Insecure bool `yaml:"insecure"`
+	// Auth says what a request must carry.
+	Auth WebhookAuth `yaml:"auth"`
+	// MaxBodyBytes bounds a request body (default 12MiB).
+	MaxBodyBytes ByteSize `yaml:"max_body_bytes"`
+	// Spool is where requests are kept until every output acknowledged them.
+	Spool SpoolConfig `yaml:"spool"`
+}
+
+// ListenerTLS is a listener's certificate and, optionally, the CA its
+// clients' certificates must be signed by.
+type ListenerTLS struct {
+	CertFile     string `yaml:"cert_file"`
+	KeyFile      string `yaml:"key_file"`
+	ClientCAFile string `yaml:"client_ca_file"`
+}
+
+// WebhookAuth is what a webhook request must carry: a bearer token, a
+// client certificate verified against tls.client_ca_file, or both.
+type WebhookAuth struct {
+	BearerTokenFile string `yaml:"bearer_token_file"`
+}
+
+// SpoolConfig is the webhook input's spool.
+type SpoolConfig struct {
+	Dir      string   `yaml:"dir"`
+	MaxBytes ByteSize `yaml:"max_bytes"`
+}
+
+// Key names the input in the checkpoint, metrics and logs: a file input's
+// path; a webhook input's spool dir after "webhook:" (its positions are
+// positions in the spool, whatever address it listens on).
+func (in InputConfig) Key() string {
+	if in.Type == InputWebhook {
+		return "webhook:" + in.Spool.Dir
+	}
+	return in.Path
 }
 
 // BatchConfig closes a batch on whichever limit comes first.
@@ -113,8 +170,25 @@ func (c *Config) Defaults() {
 		c.StateDir = "/var/lib/audittail"
 	}
 	for i := range c.Inputs {
-		if c.Inputs[i].StartAt == "" {
-			c.Inputs[i].StartAt = StartEnd
+		in := &c.Inputs[i]
+		if in.Type == "" {
+			in.Type = InputFile
+		}
+		switch in.Type {
+		case InputFile:
+			if in.StartAt == "" {
+				in.StartAt = StartEnd
+			}
+		case InputWebhook:
+			if in.Path == "" {
+				in.Path = "/"
+			}
+			if in.MaxBodyBytes == 0 {
+				in.MaxBodyBytes = 12 << 20
+			}
+			if in.Spool.MaxBytes == 0 {
+				in.Spool.MaxBytes = 2 << 30
+			}
 		}
 	}
 	if c.Batch.MaxEvents == 0 {
@@ -173,17 +247,24 @@ func (c *Config) Validate() error {
 		return errors.New("inputs: at least one input is required")
 	}
 	seen := map[string]bool{}
-	for i, in := range c.Inputs {
-		if in.Path == "" {
-			return fmt.Errorf("inputs[%d].path: required", i)
+	for i := range c.Inputs {
+		in := &c.Inputs[i]
+		var err error
+		switch in.Type {
+		case InputFile:
+			err = in.validateFile()
+		case InputWebhook:
+			err = in.validateWebhook()
+		default:
+			err = fmt.Errorf("type: unknown input type %q (want file or webhook)", in.Type)
 		}
-		if !filepath.IsAbs(in.Path) {
-			return fmt.Errorf("inputs[%d].path: %q must be an absolute path", i, in.Path)
+		if err != nil {
+			return fmt.Errorf("inputs[%d].%w", i, err)
 		}
-		if seen[in.Path] {
-			return fmt.Errorf("inputs[%d].path: %q is listed twice", i, in.Path)
+		if seen[in.Key()] {
+			return fmt.Errorf("inputs[%d]: %q is listed twice", i, in.Key())
 		}
-		seen[in.Path] = true
+		seen[in.Key()] = true
 	}
 	if len(c.Outputs) == 0 {
 		return errors.New("outputs: at least one output is required")
@@ -237,7 +318,14 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-var unknownField = regexp.MustCompile(`field (\S+) not found in type \S+`)
+var unknownField = regexp.MustCompile(`field (\S+) not found in type (\S+)`)
+
+// keyPrefix names where a type's keys sit, for unknown-key errors.
+var keyPrefix = map[string]string{
+	"agent.InputConfig": "inputs[].", "agent.ListenerTLS": "inputs[].tls.", "agent.WebhookAuth": "inputs[].auth.",
+	"agent.SpoolConfig": "inputs[].spool.", "agent.BatchConfig": "batch.", "agent.LogConfig": "log.",
+	"agent.MetricsConfig": "metrics.",
+}
 
 var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
 
@@ -274,7 +362,10 @@ func ParseConfig(data []byte) (*Config, error) {
 			return nil, errors.New("the configuration is empty")
 		}
 		msg := strings.ReplaceAll(strings.TrimPrefix(err.Error(), "yaml: unmarshal errors:\n  "), "\n  ", "; ")
-		msg = unknownField.ReplaceAllString(msg, `unknown key "$1"`)
+		msg = unknownField.ReplaceAllStringFunc(msg, func(m string) string {
+			sub := unknownField.FindStringSubmatch(m)
+			return fmt.Sprintf("unknown key %q", keyPrefix[sub[2]]+sub[1])
+		})
 		return nil, errors.New(msg)
 	}
 	c.Defaults()
@@ -295,4 +386,62 @@ func LoadConfig(path string) (*Config, error) {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
 	return c, nil
+}
+
+func (in *InputConfig) validateFile() error {
+	switch {
+	case in.Path == "":
+		return errors.New("path: required")
+	case !filepath.IsAbs(in.Path):
+		return fmt.Errorf("path: %q must be an absolute path", in.Path)
+	}
+	for _, k := range []struct {
+		key string
+		set bool
+	}{
+		{"listen", in.Listen != ""}, {"tls", in.TLS != ListenerTLS{}}, {"insecure", in.Insecure},
+		{"auth", in.Auth != WebhookAuth{}}, {"max_body_bytes", in.MaxBodyBytes != 0}, {"spool", in.Spool != SpoolConfig{}},
+	} {
+		if k.set {
+			return fmt.Errorf("%s: only a webhook input has it (set type: webhook, or remove it)", k.key)
+		}
+	}
+	return nil
+}
+
+func (in *InputConfig) validateWebhook() error {
+	if in.StartAt != "" {
+		return errors.New("start_at: only a file input has it (a webhook input delivers everything it spooled)")
+	}
+	if in.Listen == "" {
+		return errors.New("listen: required for a webhook input (host:port, e.g. 0.0.0.0:8443)")
+	}
+	if _, port, err := net.SplitHostPort(in.Listen); err != nil || port == "" {
+		return fmt.Errorf("listen: %q is not host:port", in.Listen)
+	}
+	if !strings.HasPrefix(in.Path, "/") {
+		return fmt.Errorf("path: %q must start with / (the URL path the webhook kubeconfig names)", in.Path)
+	}
+	switch t := in.TLS; {
+	case in.Insecure && t != ListenerTLS{}:
+		return errors.New("insecure: true serves plain HTTP, so tls must be empty")
+	case !in.Insecure && (t.CertFile == "" || t.KeyFile == ""):
+		return errors.New("tls: cert_file and key_file are required (or insecure: true for plain HTTP, which kube-apiserver's token then crosses in clear)")
+	case in.Insecure && in.Auth.BearerTokenFile == "":
+		// Allowed, and said loudly at start.
+	}
+	if in.MaxBodyBytes < 1024 {
+		return fmt.Errorf("max_body_bytes: %d is too small (at least 1KiB; kube-apiserver posts up to --audit-webhook-batch-max-size events)", in.MaxBodyBytes)
+	}
+	switch {
+	case in.Spool.Dir == "":
+		return errors.New("spool.dir: required for a webhook input")
+	case !filepath.IsAbs(in.Spool.Dir):
+		return fmt.Errorf("spool.dir: %q must be an absolute path", in.Spool.Dir)
+	case in.Spool.MaxBytes < 1<<20:
+		return fmt.Errorf("spool.max_bytes: %d is too small (at least 1MiB)", in.Spool.MaxBytes)
+	case in.Spool.MaxBytes < 4*in.MaxBodyBytes:
+		return fmt.Errorf("spool.max_bytes: %d must hold at least 4 requests of max_body_bytes (%d)", in.Spool.MaxBytes, in.MaxBodyBytes)
+	}
+	return nil
 }

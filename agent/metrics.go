@@ -62,11 +62,11 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	var oversize, torn int64
 	for _, in := range a.inputs {
 		st := in.stats
-		counter(descReadBytes, st.ReadBytes.Load(), in.cfg.Path)
-		counter(descLost, st.LostBytes.Load(), in.cfg.Path)
-		counter(descLostFiles, st.LostFiles.Load(), in.cfg.Path)
-		ch <- prometheus.MustNewConstMetric(descLostWindow, prometheus.CounterValue, time.Duration(st.LostWindowNanos.Load()).Seconds(), in.cfg.Path)
-		counter(descRotations, st.Rotations.Load(), in.cfg.Path)
+		counter(descReadBytes, st.ReadBytes.Load(), in.key)
+		counter(descLost, st.LostBytes.Load(), in.key)
+		counter(descLostFiles, st.LostFiles.Load(), in.key)
+		ch <- prometheus.MustNewConstMetric(descLostWindow, prometheus.CounterValue, time.Duration(st.LostWindowNanos.Load()).Seconds(), in.key)
+		counter(descRotations, st.Rotations.Load(), in.key)
 		oversize += st.OversizeLines.Load()
 		torn += st.TornLines.Load()
 	}
@@ -116,7 +116,10 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 func (a *Agent) lag(o *output) int64 {
 	var total int64
 	for _, in := range a.inputs {
-		c, err := file.DecodePosition(a.store.Position(o.name, in.cfg.Path))
+		if in.cfg.Type == InputWebhook {
+			continue // the spool counts its own bytes
+		}
+		c, err := file.DecodePosition(a.store.Position(o.name, in.key))
 		ok := err == nil && c.Path != ""
 		live, err := os.Stat(in.cfg.Path)
 		var liveSize int64
@@ -146,7 +149,7 @@ func (a *Agent) Ready() (bool, []string) {
 	var why []string
 	for _, in := range a.inputs {
 		if !in.stats.Open.Load() {
-			why = append(why, fmt.Sprintf("input %s is not open (missing file or directory?)", in.cfg.Path))
+			why = append(why, fmt.Sprintf("input %s is not open (missing file or directory?)", in.key))
 		}
 	}
 	for _, o := range a.outputs {

@@ -595,10 +595,10 @@ func TestACompressedBackupCorruptMidwayIsReadUpToTheDamageAndTheRestReportedAsAW
 	}
 	appendLines(t, h.input, tsEvents(t0, 6000, 6010)) // C
 	h.start(Options{})
-	got := h.waitDelivered(20)
+	h.waitDelivered(20)
 	time.Sleep(5 * h.cfg.PollInterval)
 	s := h.stop()
-	got = h.delivered()
+	got := h.delivered()
 	// A, a prefix of B, then C: nothing else, in order.
 	all := append(tsEvents(t0, 0, 5010), tsEvents(t0, 6000, 6010)...)
 	if len(got) < 20 || !slices.Equal(got[:len(got)-10], all[:len(got)-10]) || !slices.Equal(got[len(got)-10:], tsEvents(t0, 6000, 6010)) {

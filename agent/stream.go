@@ -73,7 +73,7 @@ func (s *stream) run(ctx, sendCtx context.Context) error {
 			}
 			s.seen++
 			s.a.log.Info("output fell behind the input; reading on its own until it catches up",
-				"output", s.out.name, "input", s.in.cfg.Path)
+				"output", s.out.name, "input", s.in.key)
 		}
 		if err := s.catchUp(ctx, sendCtx); err != nil || s.queue == nil {
 			return err
@@ -92,7 +92,7 @@ func (s *stream) catchUp(ctx, sendCtx context.Context) error {
 	s.in.track(r.Pool())
 	if s.pos.State == nil {
 		// A first start of this output: record where it began.
-		s.a.store.Set(s.out.name, s.in.cfg.Path, r.Start().State)
+		s.a.store.Set(s.out.name, s.in.key, r.Start().State)
 	}
 	stop := context.AfterFunc(ctx, func() { stopReader(r) })
 	defer func() {
@@ -122,7 +122,7 @@ func (s *stream) catchUp(ctx, sendCtx context.Context) error {
 			select {
 			case ok := <-res:
 				if ok {
-					s.a.log.Info("output caught up; back on the shared input", "output", s.out.name, "input", s.in.cfg.Path)
+					s.a.log.Info("output caught up; back on the shared input", "output", s.out.name, "input", s.in.key)
 					return nil
 				}
 			case <-ctx.Done():
@@ -139,13 +139,13 @@ func (s *stream) handle(ctx context.Context, c *source.Chunk) {
 	if ctx.Err() != nil {
 		return
 	}
-	s.batch.View(s.in.cfg.Path, c.Buf, c.Ends, c.Events, c.OK)
+	s.batch.View(s.in.key, c.Buf, c.Ends, c.Events, c.OK)
 	s.filter(c)
 	if s.deliver(ctx) {
 		// Written before the next batch is sent: a crash of the agent
 		// re-sends at most one batch. fsync (for a crash of the machine)
 		// follows every checkpoint_interval.
-		s.a.store.Set(s.out.name, s.in.cfg.Path, c.End.State)
+		s.a.store.Set(s.out.name, s.in.key, c.End.State)
 		s.a.flushCheckpoint()
 	}
 	s.pos = c.End

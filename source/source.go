@@ -230,3 +230,21 @@ type Reader interface {
 type Aligner interface {
 	CutAt(p Position)
 }
+
+// Stats counts what the readers of one input did. The counters are read
+// concurrently by the summary and the metrics collector. A source fills
+// those that mean something for it (a spool has no rotations).
+type Stats struct {
+	ReadBytes     atomic.Int64 // bytes consumed from files or the spool (decompressed)
+	Lines         atomic.Int64 // complete lines handed out in chunks
+	OversizeLines atomic.Int64 // lines over max_line_bytes, skipped whole
+	TornLines     atomic.Int64 // incomplete last lines of rotated files, skipped
+	Rotations     atomic.Int64 // moves from one file to the next
+	Truncations   atomic.Int64 // copytruncate detected: restarted at offset 0
+	LostBytes     atomic.Int64 // bytes deleted before they were read (uncompressed; a lower bound)
+	LostFiles     atomic.Int64 // files deleted (wholly or partly) before they were read
+	// LostWindowNanos sums the stageTimestamp spans of the gaps: from the
+	// last event read before each to the first read after it.
+	LostWindowNanos atomic.Int64
+	Open            atomic.Bool // the input is open (a file, or the webhook listener)
+}

@@ -29,7 +29,7 @@ func TestValidateNamesTheOptionThatIsWrong(t *testing.T) {
 		name, config string
 		want         []string
 	}{
-		{"an unknown key, with its line", base + "outputs:\n  - type: null\nbatch:\n  max_event: 5\n", []string{`line 7`, `unknown key "max_event"`}},
+		{"an unknown key, with its line", base + "outputs:\n  - type: null\nbatch:\n  max_event: 5\n", []string{`line 7`, `unknown key "batch.max_event"`}},
 		{"an unknown key of an output type", base + "outputs:\n  - type: file\n    path: /tmp/x\n    max_size: 5\n", []string{`line 7`, `unknown key "max_size"`, "max_size_mb"}},
 		{"an unknown key under tls", base + "outputs:\n  - type: fluentd\n    address: tls://h:1\n    tls: {ca: /x}\n", []string{`unknown key "tls.ca"`}},
 		{"a bad start_at", "inputs:\n  - path: /a/audit.log\n    start_at: middle\noutputs:\n  - type: null\n", []string{"start_at", `"middle"`, "beginning or end"}},
@@ -45,6 +45,14 @@ func TestValidateNamesTheOptionThatIsWrong(t *testing.T) {
 		{"an unreadable shared key file", base + "outputs:\n  - type: fluentd\n    address: 127.0.0.1:24224\n    shared_key_file: /nonexistent/shared\n", []string{"shared_key_file", "/nonexistent/shared"}},
 		{"an unset environment variable", base + "outputs:\n  - type: file\n    path: ${AUDITTAIL_TEST_UNSET}/x\n", []string{"AUDITTAIL_TEST_UNSET", "not set"}},
 		{"a duplicate output name", base + "outputs:\n  - type: null\n  - type: null\n", []string{"outputs[1].name", "twice"}},
+		{"an unknown input type", "inputs:\n  - type: socket\noutputs:\n  - type: null\n", []string{"inputs[0].type", `"socket"`, "file or webhook"}},
+		{"a webhook key on a file input", base + "    listen: 0.0.0.0:8443\noutputs:\n  - type: null\n", []string{"inputs[0].listen", "type: webhook"}},
+		{"a webhook without tls", "inputs:\n  - type: webhook\n    listen: :8443\n    spool: {dir: /var/lib/audittail/spool}\noutputs:\n  - type: null\n", []string{"inputs[0].tls", "cert_file", "insecure: true"}},
+		{"a webhook without a spool", "inputs:\n  - type: webhook\n    listen: :8443\n    insecure: true\noutputs:\n  - type: null\n", []string{"inputs[0].spool.dir", "required"}},
+		{"a webhook with start_at", "inputs:\n  - type: webhook\n    listen: :8443\n    insecure: true\n    start_at: end\n    spool: {dir: /s}\noutputs:\n  - type: null\n", []string{"inputs[0].start_at", "only a file input"}},
+		{"a webhook listen without a port", "inputs:\n  - type: webhook\n    listen: localhost\n    insecure: true\n    spool: {dir: /s}\noutputs:\n  - type: null\n", []string{"inputs[0].listen", "host:port"}},
+		{"a webhook spool smaller than four bodies", "inputs:\n  - type: webhook\n    listen: :8443\n    insecure: true\n    spool: {dir: /s, max_bytes: 8MiB}\noutputs:\n  - type: null\n", []string{"inputs[0].spool.max_bytes", "4 requests"}},
+		{"an unknown key under a webhook's tls", "inputs:\n  - type: webhook\n    listen: :8443\n    tls: {cert: /x}\n    spool: {dir: /s}\noutputs:\n  - type: null\n", []string{`line 4`, `unknown key "inputs[].tls.cert"`}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
