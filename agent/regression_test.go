@@ -457,6 +457,35 @@ func eventTS(i int, ts time.Time) string {
 	return fmt.Sprintf(`{"kind":"Event","auditID":"id-%06d","stage":"ResponseComplete","stageTimestamp":"%s"}`, i, ts.UTC().Format(time.RFC3339Nano))
 }
 
+// assertDataLost fails unless one `data lost` line says from= and to=
+// (stageTimestamps) and holds every one of extra.
+func assertDataLost(t *testing.T, logs string, from, to time.Time, extra ...string) {
+	t.Helper()
+	want := append([]string{"from=" + from.Format(time.RFC3339Nano), "to=" + to.Format(time.RFC3339Nano)}, extra...)
+	for _, l := range strings.Split(logs, "\n") {
+		if !strings.Contains(l, "data lost") {
+			continue
+		}
+		ok := true
+		for _, w := range want {
+			ok = ok && strings.Contains(l, w)
+		}
+		if ok {
+			return
+		}
+	}
+	t.Fatalf("no data lost line with %q:\n%s", want, logs)
+}
+
+// readAll starts the agent on lines, waits for them, and stops it.
+func (h *harness) readAll(lines []string) {
+	h.t.Helper()
+	appendLines(h.t, h.input, lines)
+	h.start(Options{})
+	h.waitDelivered(len(lines))
+	h.stop()
+}
+
 func TestLostDataIsReportedAsAWindowBetweenTheEventsAroundTheGap(t *testing.T) {
 	for _, gz := range []bool{false, true} {
 		name := "a plain backup"
@@ -524,11 +553,7 @@ func testLossWindow(t *testing.T, gz bool) {
 	lostFiles := metricValue(t, reg, "audittail_lost_files_total", labels)
 	h.stop()
 	assertLines(t, got, append(ts(0), ts(20)...))
-	logs := h.logBuf.String()
-	from, to := t0.Add(9*time.Second).Format(time.RFC3339Nano), t0.Add(20*time.Second).Format(time.RFC3339Nano)
-	if !strings.Contains(logs, "data lost") || !strings.Contains(logs, "from="+from) || !strings.Contains(logs, "to="+to) || !strings.Contains(logs, filepath.Base(b)) {
-		t.Fatalf("no data lost line naming %s with from=%s to=%s:\n%s", filepath.Base(b), from, to, logs)
-	}
+	assertDataLost(t, h.logBuf.String(), t0.Add(9*time.Second), t0.Add(20*time.Second), filepath.Base(b))
 	if window != 11 {
 		t.Fatalf("audittail_lost_window_seconds_total %v, want 11 (from the 9th to the 20th second)", window)
 	}
@@ -543,10 +568,7 @@ func TestBackupsDeletedWhileTheAgentWasDownAreReportedAsAWindow(t *testing.T) {
 	// unread, nobody having listed them; D is the backup left, E is live.
 	h := newHarness(t, nil)
 	t0 := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
-	appendLines(t, h.input, tsEvents(t0, 0, 10)) // A
-	h.start(Options{})
-	h.waitDelivered(10)
-	h.stop()
+	h.readAll(tsEvents(t0, 0, 10)) // A
 	now := time.Now()
 	for i := range 4 {
 		b := backupName(h.input, now.Add(time.Duration(i)*time.Second))
@@ -564,20 +586,13 @@ func TestBackupsDeletedWhileTheAgentWasDownAreReportedAsAWindow(t *testing.T) {
 	time.Sleep(5 * h.cfg.PollInterval)
 	h.stop()
 	assertLines(t, got, append(tsEvents(t0, 0, 10), tsEvents(t0, 30, 50)...))
-	logs := h.logBuf.String()
-	from, to := t0.Add(9*time.Second).Format(time.RFC3339Nano), t0.Add(30*time.Second).Format(time.RFC3339Nano)
-	if !strings.Contains(logs, "data lost") || !strings.Contains(logs, "from="+from) || !strings.Contains(logs, "to="+to) || !strings.Contains(logs, "window_seconds=21") {
-		t.Fatalf("no data lost line with from=%s to=%s window_seconds=21:\n%s", from, to, logs)
-	}
+	assertDataLost(t, h.logBuf.String(), t0.Add(9*time.Second), t0.Add(30*time.Second), "window_seconds=21")
 }
 
 func TestACompressedBackupCorruptMidwayIsReadUpToTheDamageAndTheRestReportedAsAWindow(t *testing.T) {
 	h := newHarness(t, nil)
 	t0 := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
-	appendLines(t, h.input, tsEvents(t0, 0, 10)) // A
-	h.start(Options{})
-	h.waitDelivered(10)
-	h.stop()
+	h.readAll(tsEvents(t0, 0, 10)) // A
 	// While down: A rotated; B (many events) rotated, compressed, and
 	// torn in its middle; C live.
 	now := time.Now()
@@ -605,11 +620,7 @@ func TestACompressedBackupCorruptMidwayIsReadUpToTheDamageAndTheRestReportedAsAW
 		t.Fatalf("delivered %d lines, want A, a prefix of B, then C", len(got))
 	}
 	last := len(got) - 11 // the last event of B read
-	from, to := t0.Add(time.Duration(last)*time.Second).Format(time.RFC3339Nano), t0.Add(6000*time.Second).Format(time.RFC3339Nano)
-	logs := h.logBuf.String()
-	if !strings.Contains(logs, "data lost") || !strings.Contains(logs, "from="+from) || !strings.Contains(logs, "to="+to) || !strings.Contains(logs, filepath.Base(b)+".gz") {
-		t.Fatalf("no data lost line naming %s.gz with from=%s to=%s:\n%s", filepath.Base(b), from, to, logs)
-	}
+	assertDataLost(t, h.logBuf.String(), t0.Add(time.Duration(last)*time.Second), t0.Add(6000*time.Second), filepath.Base(b)+".gz")
 	if s.Read.LostFiles != 1 {
 		t.Fatalf("lost files %d, want 1", s.Read.LostFiles)
 	}
