@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,6 +21,7 @@ import (
 	"github.com/audittail/audittail/parser"
 	"github.com/audittail/audittail/source"
 	"github.com/audittail/audittail/source/file"
+	"github.com/audittail/audittail/source/webhook"
 )
 
 // BuildFunc makes the output described by a config entry.
@@ -119,6 +121,7 @@ type input struct {
 	limiter logLimiter
 	log     *slog.Logger
 	onError map[string]string // output -> on_parse_error, for the log line
+	hook    *webhookInput     // a webhook input's spool and listener
 
 	poolsMu sync.Mutex
 	pools   []*source.Pool // of every reader opened (memory accounting)
@@ -148,11 +151,6 @@ func (in *input) chunksOut() (now, peak, readers int) {
 // New opens the checkpoint and builds every output. On error nothing is
 // left open.
 func New(cfg *Config, log *slog.Logger, build BuildFunc, opts Options) (*Agent, error) {
-	for i, in := range cfg.Inputs {
-		if in.Type == InputWebhook {
-			return nil, fmt.Errorf("inputs[%d]: the webhook input is not wired into the agent yet", i)
-		}
-	}
 	store, err := OpenStore(cfg.StateDir, opts.ResetCheckpoint, checkFilePosition)
 	if err != nil {
 		return nil, err
@@ -166,11 +164,31 @@ func New(cfg *Config, log *slog.Logger, build BuildFunc, opts Options) (*Agent, 
 		return nil, err
 	}
 	for _, in := range a.inputs {
+		if in.cfg.Type == InputWebhook {
+			if err := a.openWebhook(in); err != nil {
+				a.closeWebhooks()
+				a.closeOutputs(context.Background())
+				store.Close()
+				return nil, err
+			}
+			continue
+		}
 		in.open = func(pos json.RawMessage, pool int, cutAt source.Position) (reader, error) {
 			return file.Follow(a.fileConfig(in, pool, cutAt), pos)
 		}
 	}
 	return a, nil
+}
+
+// closeWebhooks closes the webhook inputs' listeners and spools.
+func (a *Agent) closeWebhooks() {
+	for _, in := range a.inputs {
+		if in.hook != nil {
+			if err := in.hook.close(); err != nil {
+				a.log.Error("cannot close the spool", "input", in.key, "error", err)
+			}
+		}
+	}
 }
 
 // NewBackfill prepares a one-shot read of groups (see BackfillGroups)
@@ -203,7 +221,14 @@ func NewBackfill(cfg *Config, log *slog.Logger, build BuildFunc, opts Options, b
 	return a, nil
 }
 
-func checkFilePosition(_, _ string, state json.RawMessage) error { return file.CheckPosition(state) }
+// checkFilePosition checks a position in the checkpoint: a webhook
+// input's (keyed webhook:<spool dir>) or a file input's.
+func checkFilePosition(_, input string, state json.RawMessage) error {
+	if strings.HasPrefix(input, "webhook:") {
+		return webhook.CheckPosition(state)
+	}
+	return file.CheckPosition(state)
+}
 
 func newAgent(cfg *Config, log *slog.Logger, build BuildFunc, opts Options, store *Store) (*Agent, error) {
 	a := &Agent{cfg: cfg, opts: opts, log: log, store: store}
@@ -284,11 +309,16 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		// of shutdown_timeout is what closing the outputs gets.
 		closeCtx, cancel := context.WithDeadline(context.Background(), a.shutdownDeadline(readCtx))
 		defer cancel()
+		a.stopWebhooks(closeCtx)
 		serr := a.syncOutputs()
 		a.closeOutputs(closeCtx)
 		if serr == nil {
-			serr = a.store.Flush(true)
+			points := a.trimPoints()
+			if serr = a.store.Flush(true); serr == nil {
+				a.trim(points)
+			}
 		}
+		a.closeWebhooks()
 		err = errors.Join(err, serr)
 		a.logSummary()
 		a.mu.Lock()
@@ -303,6 +333,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		a.closeHubs()
 		return err
 	}
+	a.serveWebhooks(readCtx)
 	a.mu.Lock()
 	a.stop = func() { stopReading(); cancelSend() }
 	a.mu.Unlock()
@@ -444,11 +475,40 @@ func (a *Agent) flushEvery(ctx context.Context, done chan<- struct{}) {
 // keep it in the page cache, and the dead-letter files), then fsyncs the
 // checkpoint: after a crash of the machine the checkpoint never names
 // lines a sink does not have.
+//
+// Spool segments every output's checkpoint is past are deleted after it,
+// by the positions as they were before the fsync (those it made durable).
 func (a *Agent) syncAndFlush() error {
 	if err := a.syncOutputs(); err != nil {
 		return err // keep the older fsynced checkpoint
 	}
-	return a.store.Flush(true)
+	points := a.trimPoints()
+	if err := a.store.Flush(true); err != nil {
+		return err
+	}
+	a.trim(points)
+	return nil
+}
+
+// serveWebhooks answers the webhook inputs' requests until ctx is done;
+// then they answer 503 while the agent stops.
+func (a *Agent) serveWebhooks(ctx context.Context) {
+	for _, in := range a.inputs {
+		if in.hook == nil {
+			continue
+		}
+		go in.hook.serve(in.log)
+		context.AfterFunc(ctx, func() { in.hook.handler.Close() })
+	}
+}
+
+// stopWebhooks waits (until ctx is done) for the requests being spooled.
+func (a *Agent) stopWebhooks(ctx context.Context) {
+	for _, in := range a.inputs {
+		if in.hook != nil {
+			in.hook.stop(ctx)
+		}
+	}
 }
 
 // syncOutputs syncs the outputs that can and the dead-letter files.

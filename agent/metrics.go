@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/audittail/audittail/source/file"
+	"github.com/audittail/audittail/source/webhook"
 )
 
 var (
@@ -35,6 +37,12 @@ var (
 	descDeadLetter      = prometheus.NewDesc("audittail_dead_letter_events_total", "Events written to the output's dead-letter file.", []string{"output"}, nil)
 	descBuildInfo       = prometheus.NewDesc("audittail_build_info", "Build information.", []string{"version", "goversion"}, nil)
 	descReady           = prometheus.NewDesc("audittail_ready", "1 when /readyz reports ready.", nil, nil)
+	descHookRequests    = prometheus.NewDesc("audittail_webhook_requests_total", "Webhook requests by the status code answered (200: spooled and fsynced; 429: spool full; 503: shutting down; 400, 401, 404, 405, 413, 415: refused, nothing kept; 500: the spool could not be written).", []string{"input", "code"}, nil)
+	descHookEvents      = prometheus.NewDesc("audittail_webhook_events_total", "Events received by the webhook input: spooled, fsynced and acknowledged with 200.", []string{"input"}, nil)
+	descSpoolBytes      = prometheus.NewDesc("audittail_spool_bytes", "Bytes in the webhook input's spool (not yet read past by every output).", []string{"input"}, nil)
+	descSpoolSegments   = prometheus.NewDesc("audittail_spool_segments", "Segment files in the webhook input's spool.", []string{"input"}, nil)
+	descSpoolFsync      = prometheus.NewDesc("audittail_spool_fsync_seconds", "Duration of the spool's fsyncs (one per group of concurrent requests), which every 200 waits for.", []string{"input"}, nil)
+	descOldestUnacked   = prometheus.NewDesc("audittail_oldest_unacknowledged_seconds", "Age of the oldest spooled event the output has not acknowledged (0: none); after a restart a lower bound.", []string{"output", "input"}, nil)
 	descCut             = prometheus.NewDesc("audittail_events_cut_total", "Events sent with requestObject/responseObject cut out to fit the output's size limit (line_limit, max_message_bytes).", []string{"output"}, nil)
 )
 
@@ -46,7 +54,7 @@ type collector struct{ a *Agent }
 func (a *Agent) Collector() prometheus.Collector { return collector{a} }
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descReadBytes, descEvents, descParseErrors, descBatches, descRetries, descLag, descLost, descLostWindow, descLostFiles, descRotations, descLastEvent, descDeadLetter, descBuildInfo, descReady, descCut, descCheckpointFails, descCatchUp} {
+	for _, d := range []*prometheus.Desc{descReadBytes, descEvents, descParseErrors, descBatches, descRetries, descLag, descLost, descLostWindow, descLostFiles, descRotations, descLastEvent, descDeadLetter, descBuildInfo, descReady, descCut, descCheckpointFails, descCatchUp, descHookRequests, descHookEvents, descSpoolBytes, descSpoolSegments, descSpoolFsync, descOldestUnacked} {
 		ch <- d
 	}
 	for _, o := range c.a.outputs {
@@ -103,6 +111,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descCatchUp, own, o.name)
 	}
 	counter(descCheckpointFails, a.checkpointFails.Load())
+	a.collectWebhooks(ch)
 	ch <- prometheus.MustNewConstMetric(descBuildInfo, prometheus.GaugeValue, 1, a.opts.Version, runtime.Version())
 	ready := 0.0
 	if ok, _ := a.Ready(); ok {
@@ -116,8 +125,19 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 func (a *Agent) lag(o *output) int64 {
 	var total int64
 	for _, in := range a.inputs {
+		if in.hook != nil {
+			// The spool's bytes after the output's position.
+			sp := in.hook.spool
+			id, off, err := webhook.Offset(a.store.Position(o.name, in.key))
+			if err != nil || id != sp.ID() {
+				total += sp.Bytes()
+			} else {
+				total += max(0, sp.Synced()-off)
+			}
+			continue
+		}
 		if in.cfg.Type == InputWebhook {
-			continue // the spool counts its own bytes
+			continue
 		}
 		c, err := file.DecodePosition(a.store.Position(o.name, in.key))
 		ok := err == nil && c.Path != ""
@@ -202,4 +222,31 @@ func ListenMetrics(cfg MetricsConfig, log *slog.Logger) (net.Listener, error) {
 	}
 	log.Info("serving /metrics, /healthz and /readyz", "address", ln.Addr().String())
 	return ln, nil
+}
+
+func (a *Agent) collectWebhooks(ch chan<- prometheus.Metric) {
+	now := time.Now()
+	for _, in := range a.inputs {
+		w := in.hook
+		if w == nil {
+			continue
+		}
+		for _, code := range webhook.Codes {
+			ch <- prometheus.MustNewConstMetric(descHookRequests, prometheus.CounterValue, float64(w.handler.Stats.Requests(code)), in.key, strconv.Itoa(code))
+		}
+		ch <- prometheus.MustNewConstMetric(descHookEvents, prometheus.CounterValue, float64(w.handler.Stats.Events.Load()), in.key)
+		ch <- prometheus.MustNewConstMetric(descSpoolBytes, prometheus.GaugeValue, float64(w.spool.Bytes()), in.key)
+		ch <- prometheus.MustNewConstMetric(descSpoolSegments, prometheus.GaugeValue, float64(w.spool.Segments()), in.key)
+		buckets, count, sum := w.spool.Stats.FsyncNanos.Snapshot()
+		ch <- prometheus.MustNewConstHistogram(descSpoolFsync, count, sum, buckets, in.key)
+		for _, o := range a.outputs {
+			var age time.Duration
+			if id, off, err := webhook.Offset(a.store.Position(o.name, in.key)); err == nil && id == w.spool.ID() {
+				age = w.spool.OldestAge(off, now)
+			} else if w.spool.Bytes() > 0 {
+				age = w.spool.OldestAge(0, now)
+			}
+			ch <- prometheus.MustNewConstMetric(descOldestUnacked, prometheus.GaugeValue, age.Seconds(), o.name, in.key)
+		}
+	}
 }
