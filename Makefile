@@ -66,8 +66,9 @@ fuzz: ## fuzz each target for longer (FUZZLONG, default 5m)
 
 BENCH_MB ?= 1000
 
-bench: build ## the follower vs cat (500 MB), then file -> each output end to end (BENCH_MB, default 1000)
+bench: build ## the follower vs cat (500 MB), the webhook input (fsync before 200), then file -> each output end to end (BENCH_MB, default 1000)
 	BENCH_DIR=$(CURDIR)/.bench BENCH_MB=500 $(GO) test -run '^$$' -bench '^(BenchmarkCat|BenchmarkFollowerOnly|BenchmarkFollow|BenchmarkFanOut)$$' -benchtime 3x ./agent
+	mkdir -p .bench && BENCH_DIR=$(CURDIR)/.bench $(GO) test -run '^$$' -bench '^BenchmarkWebhook$$' -benchtime 400x -count 3 ./source/webhook
 	$(GO) run ./scripts/bench -bin $(BIN) -mb $(BENCH_MB) -dir .bench
 
 bench-parser: ## parser vs encoding/json, json-iterator, fastjson: one table, one process (BENCH_ROUNDS, default 3)

@@ -146,3 +146,32 @@ func FuzzSplitEventList(f *testing.F) {
 		}
 	})
 }
+
+func TestSplitEventListHeaderReturnsKindAndAPIVersionAndCheckRunsBeforeAnyItem(t *testing.T) {
+	body := []byte(`{"items":[{"auditID":"a"}],"apiVersion":"audit.k8s.io/v1beta1","kind":"EventList"}`)
+	var seen []string
+	h, err := SplitEventListHeader(body, func(h EventListHeader) error {
+		if len(seen) != 0 {
+			t.Fatal("check ran after an item")
+		}
+		return nil
+	}, func(item []byte) error { seen = append(seen, string(item)); return nil })
+	if err != nil || string(h.Kind) != "EventList" || string(h.APIVersion) != "audit.k8s.io/v1beta1" || len(seen) != 1 {
+		t.Fatalf("header %q %q, items %v, err %v", h.Kind, h.APIVersion, seen, err)
+	}
+	stop := errors.New("not this kind")
+	_, err = SplitEventListHeader(body, func(EventListHeader) error { return stop }, func([]byte) error {
+		t.Fatal("an item was yielded after check refused the body")
+		return nil
+	})
+	if err != stop {
+		t.Fatalf("check's error: %v", err)
+	}
+	h, err = SplitEventListHeader([]byte(`{"kind":1,"items":null}`), nil, func([]byte) error { return nil })
+	if err != nil || h.Kind != nil || h.APIVersion != nil {
+		t.Fatalf("a kind that is not a string: %q %q %v", h.Kind, h.APIVersion, err)
+	}
+	if _, err := SplitEventListHeader([]byte(`{"kind":"EventList","items":[`), nil, nil); err == nil {
+		t.Fatal("a truncated body passed")
+	}
+}

@@ -255,52 +255,60 @@ func (h *Handler) putBuf(b *bytes.Buffer) {
 // kind and apiVersion, which kube-apiserver leaves out of its items, are
 // put in front, so that a spooled line is what the log backend writes.
 func Lines(out *bytes.Buffer, body []byte) (int, error) {
-	var top parser.Event
-	if err := parser.Scan(body, &top); err != nil {
-		return 0, fmt.Errorf("the body is not a JSON object: %w", err)
-	}
-	version := string(top.APIVersion)
-	switch string(top.Kind) {
-	case "EventList", "Event":
-	case "":
-		return 0, errors.New(`the body has no "kind": want an audit.k8s.io EventList or Event`)
-	default:
-		return 0, fmt.Errorf(`the body's kind is %q: want an audit.k8s.io EventList or Event`, top.Kind)
-	}
-	if version != "audit.k8s.io/v1" && version != "audit.k8s.io/v1beta1" {
-		return 0, fmt.Errorf(`the body's apiVersion is %q: want audit.k8s.io/v1 or audit.k8s.io/v1beta1`, version)
-	}
 	mark := out.Len()
-	if string(top.Kind) == "Event" {
-		if err := top.Check(); err != nil {
-			return 0, err
-		}
-		writeLine(out, bytes.TrimSpace(body), nil, nil)
-		return 1, nil
-	}
 	n := 0
+	single := false
+	var version []byte
 	var ev parser.Event
-	err := parser.SplitEventList(body, func(item []byte) error {
+	_, err := parser.SplitEventListHeader(body, func(h parser.EventListHeader) error {
+		version = h.APIVersion
+		switch v := string(h.APIVersion); {
+		case h.Kind == nil:
+			return &requestError{`the body has no "kind": want an audit.k8s.io EventList or Event`}
+		case string(h.Kind) != "EventList" && string(h.Kind) != "Event":
+			return &requestError{fmt.Sprintf(`the body's kind is %q: want an audit.k8s.io EventList or Event`, h.Kind)}
+		case v != "audit.k8s.io/v1" && v != "audit.k8s.io/v1beta1":
+			return &requestError{fmt.Sprintf(`the body's apiVersion is %q: want audit.k8s.io/v1 or audit.k8s.io/v1beta1`, v)}
+		case string(h.Kind) == "Event":
+			single = true
+			return errSingle
+		}
+		return nil
+	}, func(item []byte) error {
 		if err := parser.Scan(item, &ev); err != nil {
-			return fmt.Errorf("items[%d] (at byte %d): %w", n, offsetIn(body, item), err)
+			return &requestError{fmt.Sprintf("items[%d] (at byte %d): %v", n, offsetIn(body, item), err)}
 		}
 		if err := ev.CheckItem(); err != nil {
-			return fmt.Errorf("items[%d] (at byte %d): %w", n, offsetIn(body, item), err)
+			return &requestError{fmt.Sprintf("items[%d] (at byte %d): %v", n, offsetIn(body, item), err)}
 		}
 		var kind, apiVersion []byte
 		if ev.Kind == nil {
 			kind = []byte("Event")
 		}
 		if ev.APIVersion == nil {
-			apiVersion = top.APIVersion
+			apiVersion = version
 		}
 		writeLine(out, item, kind, apiVersion)
 		n++
 		return nil
 	})
-	if err != nil {
+	var re *requestError
+	switch {
+	case single:
+		if err := parser.Scan(body, &ev); err != nil {
+			return 0, fmt.Errorf("the body is not a JSON object: %w", err)
+		}
+		if err := ev.Check(); err != nil {
+			return 0, err
+		}
+		writeLine(out, bytes.TrimSpace(body), nil, nil)
+		return 1, nil
+	case errors.As(err, &re):
 		out.Truncate(mark)
-		return 0, err
+		return 0, errors.New(re.msg)
+	case err != nil:
+		out.Truncate(mark)
+		return 0, fmt.Errorf("the body is not a JSON object: %w", err)
 	}
 	if n == 0 {
 		// No items: make sure they are not under a key spelled otherwise
@@ -317,6 +325,14 @@ func Lines(out *bytes.Buffer, body []byte) (int, error) {
 	}
 	return n, nil
 }
+
+// requestError is what is wrong with a request body.
+type requestError struct{ msg string }
+
+func (e *requestError) Error() string { return e.msg }
+
+// errSingle stops the walk of a body that is a single Event.
+var errSingle = errors.New("a single event")
 
 // offsetIn returns where item, a sub-slice of body, starts in it.
 func offsetIn(body, item []byte) int { return cap(body) - cap(item) }
