@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/audittail/audittail/source"
@@ -29,42 +30,77 @@ type webhookInput struct {
 	served  chan struct{} // closed when Serve returned
 }
 
+// webhookSetup reads what a webhook input's listener needs: its token,
+// certificate and client CA (nil TLS config: insecure).
+func webhookSetup(ic InputConfig) (webhook.HandlerConfig, *tls.Config, error) {
+	hc := webhook.HandlerConfig{Path: ic.Path, MaxBodyBytes: int64(ic.MaxBodyBytes)}
+	if f := ic.Auth.BearerTokenFile; f != "" {
+		tok, err := os.ReadFile(f)
+		if err != nil {
+			return hc, nil, fmt.Errorf("auth.bearer_token_file: %w", err)
+		}
+		if hc.Token = bytes.TrimSpace(tok); len(hc.Token) == 0 {
+			return hc, nil, fmt.Errorf("auth.bearer_token_file %s is empty", f)
+		}
+	}
+	if ic.Insecure {
+		return hc, nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(ic.TLS.CertFile, ic.TLS.KeyFile)
+	if err != nil {
+		return hc, nil, fmt.Errorf("tls: %w", err)
+	}
+	tlsConfig := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if f := ic.TLS.ClientCAFile; f != "" {
+		pem, err := os.ReadFile(f)
+		if err != nil {
+			return hc, nil, fmt.Errorf("tls.client_ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return hc, nil, fmt.Errorf("tls.client_ca_file %s holds no PEM certificate", f)
+		}
+		// Verified if given; the handler answers 401 without one, so that
+		// the client hears why rather than a failed handshake.
+		tlsConfig.ClientAuth, tlsConfig.ClientCAs = tls.VerifyClientCertIfGiven, pool
+		hc.ClientCert = true
+	}
+	return hc, tlsConfig, nil
+}
+
+// CheckWebhookInput reads a webhook input's token, certificate, key and
+// client CA as the agent would at start (audittail validate), and
+// describes how it listens.
+func CheckWebhookInput(ic InputConfig) (string, error) {
+	hc, tlsConfig, err := webhookSetup(ic)
+	if err != nil {
+		return "", err
+	}
+	scheme, auth := "https", []string{}
+	if tlsConfig == nil {
+		scheme = "http (insecure: plain HTTP)"
+	}
+	if len(hc.Token) > 0 {
+		auth = append(auth, "bearer token")
+	}
+	if hc.ClientCert {
+		auth = append(auth, "client certificate")
+	}
+	if len(auth) == 0 {
+		auth = append(auth, "NONE: anyone who can reach it can write events")
+	}
+	return fmt.Sprintf("listen %s, path %s, %s, auth: %s, spool %s (max %d bytes)", ic.Listen, ic.Path, scheme, strings.Join(auth, " and "), ic.Spool.Dir, int64(ic.Spool.MaxBytes)), nil
+}
+
 // openWebhook opens in's spool and listener (the port is bound in New, so
 // that a port in use is a start-up error). On error nothing is left open.
 func (a *Agent) openWebhook(in *input) (err error) {
 	ic := in.cfg
-	hc := webhook.HandlerConfig{Path: ic.Path, MaxBodyBytes: int64(ic.MaxBodyBytes), Log: in.log}
-	if f := ic.Auth.BearerTokenFile; f != "" {
-		tok, err := os.ReadFile(f)
-		if err != nil {
-			return fmt.Errorf("input %s: auth.bearer_token_file: %w", in.key, err)
-		}
-		if hc.Token = bytes.TrimSpace(tok); len(hc.Token) == 0 {
-			return fmt.Errorf("input %s: auth.bearer_token_file %s is empty", in.key, f)
-		}
+	hc, tlsConfig, err := webhookSetup(ic)
+	if err != nil {
+		return fmt.Errorf("input %s: %w", in.key, err)
 	}
-	var tlsConfig *tls.Config
-	if !ic.Insecure {
-		cert, err := tls.LoadX509KeyPair(ic.TLS.CertFile, ic.TLS.KeyFile)
-		if err != nil {
-			return fmt.Errorf("input %s: tls: %w", in.key, err)
-		}
-		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-		if f := ic.TLS.ClientCAFile; f != "" {
-			pem, err := os.ReadFile(f)
-			if err != nil {
-				return fmt.Errorf("input %s: tls.client_ca_file: %w", in.key, err)
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return fmt.Errorf("input %s: tls.client_ca_file %s holds no PEM certificate", in.key, f)
-			}
-			// Verified if given; the handler answers 401 without one, so
-			// that the client hears why rather than a failed handshake.
-			tlsConfig.ClientAuth, tlsConfig.ClientCAs = tls.VerifyClientCertIfGiven, pool
-			hc.ClientCert = true
-		}
-	}
+	hc.Log = in.log
 	spool, err := webhook.OpenSpool(ic.Spool.Dir, int64(ic.Spool.MaxBytes), in.log)
 	if err != nil {
 		return fmt.Errorf("input %s: %w", in.key, err)

@@ -17,6 +17,14 @@ import (
 // testCAPEM returns a self-signed CA certificate in PEM.
 func testCAPEM(t *testing.T, _ string) string {
 	t.Helper()
+	cert, _ := testKeyPair(t)
+	return cert
+}
+
+// testKeyPair returns a self-signed certificate, usable as a CA and as a
+// server certificate, and its private key, as PEM.
+func testKeyPair(t *testing.T) (certPEM, keyPEM string) {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -28,13 +36,18 @@ func testCAPEM(t *testing.T, _ string) string {
 		NotAfter:              time.Now().Add(time.Hour),
 		IsCA:                  true,
 		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
+		string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}))
 }
 
 // stallLimit is how long the end-to-end and stress tests wait without

@@ -49,7 +49,15 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		out.Close(ctx)
 		fmt.Fprintf(stdout, "output %s (%s): %s\n", oc.Name, oc.Type, status)
 	}
-	for _, in := range cfg.Inputs {
+	for i, in := range cfg.Inputs {
+		if in.Type == agent.InputWebhook {
+			desc, err := agent.CheckWebhookInput(in)
+			if err != nil {
+				return fmt.Errorf("inputs[%d] (webhook %s): %w", i, in.Key(), err)
+			}
+			fmt.Fprintf(stdout, "input %s: %s\n", in.Key(), desc)
+			continue
+		}
 		fmt.Fprintf(stdout, "input %s (start_at %s)\n", in.Path, in.StartAt)
 	}
 	if failed > 0 {

@@ -84,12 +84,16 @@ func TestValidateAcceptsEveryExampleConfig(t *testing.T) {
 				t.Fatal(err)
 			}
 			dir := t.TempDir()
+			certPEM, keyPEM := testKeyPair(t)
 			cfg := fileKey.ReplaceAllStringFunc(string(data), func(m string) string {
 				sub := fileKey.FindStringSubmatch(m)
 				local := filepath.Join(dir, filepath.Base(sub[2]))
 				content := "test-secret\n"
-				if strings.Contains(sub[1], "ca_file") || strings.Contains(sub[1], "cert_file") {
-					content = testCAPEM(t, dir)
+				switch {
+				case strings.Contains(sub[1], "ca_file") || strings.Contains(sub[1], "cert_file"):
+					content = certPEM
+				case strings.Contains(sub[1], "key_file") && !strings.Contains(sub[1], "ingestion"):
+					content = keyPEM
 				}
 				os.WriteFile(local, []byte(content), 0o600)
 				return sub[1] + ": " + local
@@ -155,5 +159,34 @@ func TestValidateAcceptsTheDesignCardExample(t *testing.T) {
 	}
 	if _, err := validate(t, strings.ReplaceAll(string(data), "filters: {}", "filters: {verbs: [get]}")); err == nil || !strings.Contains(err.Error(), "filters") {
 		t.Fatalf("non-empty filters: %v", err)
+	}
+}
+
+func TestValidateReadsAWebhookInputsCertificatesAndTokenAndSaysHowItListens(t *testing.T) {
+	dir := t.TempDir()
+	certPEM, keyPEM := testKeyPair(t)
+	files := map[string]string{"tls.crt": certPEM, "tls.key": keyPEM, "ca.crt": certPEM, "token": "t0ken\n", "empty": "\n"}
+	for name, data := range files {
+		os.WriteFile(filepath.Join(dir, name), []byte(data), 0o600)
+	}
+	config := func(tls, auth string) string {
+		return "state_dir: " + dir + "/state\ninputs:\n  - type: webhook\n    listen: 127.0.0.1:8443\n    path: /audit/webhook/event\n" +
+			"    tls: " + tls + "\n    auth: " + auth + "\n    spool: {dir: " + dir + "/spool}\noutputs:\n  - type: null\n"
+	}
+	f := func(name string) string { return filepath.Join(dir, name) }
+	out, err := validate(t, config("{cert_file: "+f("tls.crt")+", key_file: "+f("tls.key")+", client_ca_file: "+f("ca.crt")+"}", "{bearer_token_file: "+f("token")+"}"))
+	if err != nil || !strings.Contains(out, "https, auth: bearer token and client certificate") || !strings.Contains(out, "is valid") {
+		t.Fatalf("a good webhook input: %v\n%s", err, out)
+	}
+	for _, c := range []struct{ name, tls, auth, says string }{
+		{"a key that is not one", "{cert_file: " + f("tls.crt") + ", key_file: " + f("token") + "}", "{}", "tls: "},
+		{"a client CA that holds no certificate", "{cert_file: " + f("tls.crt") + ", key_file: " + f("tls.key") + ", client_ca_file: " + f("token") + "}", "{}", "holds no PEM certificate"},
+		{"an empty token file", "{cert_file: " + f("tls.crt") + ", key_file: " + f("tls.key") + "}", "{bearer_token_file: " + f("empty") + "}", "is empty"},
+		{"a missing token file", "{cert_file: " + f("tls.crt") + ", key_file: " + f("tls.key") + "}", "{bearer_token_file: " + f("nope") + "}", "no such file"},
+	} {
+		out, err := validate(t, config(c.tls, c.auth))
+		if err == nil || !strings.Contains(err.Error(), c.says) || !strings.Contains(err.Error(), "inputs[0] (webhook webhook:") {
+			t.Errorf("%s: %v\n%s", c.name, err, out)
+		}
 	}
 }
