@@ -12,6 +12,7 @@ import (
 	"github.com/audittail/audittail/outputs/fluentd"
 	"github.com/audittail/audittail/outputs/logdna"
 	"github.com/audittail/audittail/outputs/null"
+	"github.com/audittail/audittail/outputs/otlp"
 	"github.com/audittail/audittail/outputs/syslog"
 )
 
@@ -49,6 +50,14 @@ var outputTypes = map[string]outputType{
 		return logdna.New(o, log)
 	}, logdna.Options{}},
 	"syslog": {func(c outputs.Config, log *slog.Logger) (outputs.Output, error) { return syslog.FromConfig(c, log) }, syslog.Options{}},
+	"otlp": {func(c outputs.Config, log *slog.Logger) (outputs.Output, error) {
+		o, err := otlp.DecodeOptions(c)
+		if err != nil {
+			return nil, err
+		}
+		o.Version = version
+		return otlp.New(o, log)
+	}, otlp.Options{}},
 }
 
 // buildOutput makes the output a config entry describes.

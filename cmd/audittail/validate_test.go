@@ -98,6 +98,12 @@ func TestValidateAcceptsEveryExampleConfig(t *testing.T) {
 				os.WriteFile(local, []byte(content), 0o600)
 				return sub[1] + ": " + local
 			})
+			// Files named elsewhere (headers_files values) hold a secret.
+			cfg = regexp.MustCompile(`/etc/audittail/[^\s,}]+`).ReplaceAllStringFunc(cfg, func(path string) string {
+				local := filepath.Join(dir, filepath.Base(path))
+				os.WriteFile(local, []byte("Bearer test-secret\n"), 0o600)
+				return local
+			})
 			cfg = strings.ReplaceAll(cfg, "/var/lib/audittail", dir)
 			out, err := validate(t, cfg)
 			if err != nil {

@@ -696,21 +696,7 @@ func (r *guardReader) Close() error { return nil }
 
 // retryAfter parses a Retry-After header: seconds or an HTTP date.
 func retryAfter(h string, now time.Time) (time.Duration, bool) {
-	if h == "" {
-		return 0, false
-	}
-	var d time.Duration
-	if secs, err := strconv.ParseInt(strings.TrimSpace(h), 10, 64); err == nil {
-		if secs < 0 {
-			return 0, false
-		}
-		d = time.Duration(min(secs, int64(maxRetryAfter/time.Second))) * time.Second
-	} else if t, err := http.ParseTime(h); err == nil {
-		d = max(0, t.Sub(now))
-	} else {
-		return 0, false
-	}
-	return min(d, maxRetryAfter), true
+	return outputs.ParseRetryAfter(h, now, maxRetryAfter)
 }
 
 // transportErr drops the *url.Error wrapper, whose text repeats the whole
