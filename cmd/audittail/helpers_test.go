@@ -15,12 +15,6 @@ import (
 )
 
 // testCAPEM returns a self-signed CA certificate in PEM.
-func testCAPEM(t *testing.T, _ string) string {
-	t.Helper()
-	cert, _ := testKeyPair(t)
-	return cert
-}
-
 // testKeyPair returns a self-signed certificate, usable as a CA and as a
 // server certificate, and its private key, as PEM.
 func testKeyPair(t *testing.T) (certPEM, keyPEM string) {

@@ -371,7 +371,7 @@ func (e *encoder) appendValue(b []byte, w *walker) ([]byte, bool) {
 		if len(num) == 0 {
 			return b, false
 		}
-		if bytes.IndexAny(num, ".eE") < 0 {
+		if !bytes.ContainsAny(num, ".eE") {
 			if n, err := strconv.ParseInt(string(num), 10, 64); err == nil {
 				b = protowire.AppendTag(b, fAnyInt, protowire.VarintType)
 				return protowire.AppendVarint(b, uint64(n)), true
