@@ -14,7 +14,6 @@ import (
 	"time"
 )
 
-// testCAPEM returns a self-signed CA certificate in PEM.
 // testKeyPair returns a self-signed certificate, usable as a CA and as a
 // server certificate, and its private key, as PEM.
 func testKeyPair(t *testing.T) (certPEM, keyPEM string) {
