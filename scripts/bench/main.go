@@ -3,7 +3,7 @@
 // backfill` on it into each output with a receiver on 127.0.0.1, and prints
 // events/s, MB/s, CPU seconds per GB and peak RSS as a Markdown table.
 //
-//	go run ./scripts/bench -bin bin/audittail -mb 1000 -outputs null,fluentd,syslog,logdna
+//	go run ./scripts/bench -bin bin/audittail -mb 1000 -outputs null,fluentd,syslog,logdna,otlp
 package main
 
 import (
@@ -49,7 +49,7 @@ func run() error {
 	bin := flag.String("bin", "bin/audittail", "the audittail binary")
 	mb := flag.Int("mb", 1000, "corpus size in MB")
 	dir := flag.String("dir", ".bench", "where the corpus and state go")
-	outs := flag.String("outputs", "null,fluentd,syslog,logdna", "outputs to measure")
+	outs := flag.String("outputs", "null,fluentd,syslog,logdna,otlp", "outputs to measure")
 	flag.Parse()
 	if err := os.MkdirAll(*dir, 0o755); err != nil {
 		return err
@@ -178,6 +178,13 @@ func measure(bin, dir, corpus, name string) (result, error) {
 		_ = count
 		os.Setenv("BENCH_LOGDNA_KEY", "bench")
 		output = fmt.Sprintf("  - type: logdna\n    url: http://%s/logs/ingest\n    ingestion_key_env: BENCH_LOGDNA_KEY\n    hostname: bench\n", srv.Addr)
+	case "otlp":
+		srv, _, err := logdnaSink() // reads each request and answers 200: an OTLP success
+		if err != nil {
+			return r, err
+		}
+		stop = func() { srv.Close() }
+		output = fmt.Sprintf("  - type: otlp\n    endpoint: http://%s\n    node_name: bench\n    compression: %s\n", srv.Addr, os.Getenv("BENCH_OTLP_COMPRESSION"))
 	case "syslog":
 		addr, stopSyslog, err := startRsyslog(dir)
 		if err != nil {
