@@ -137,7 +137,7 @@ func TestEveryCommandExplainsEachFlagOnOneLine(t *testing.T) {
 	if err := run(context.Background(), []string{"--help"}, &out, &out); err != nil {
 		t.Fatal(err)
 	}
-	for _, cmd := range []string{"run", "backfill", "validate", "gen", "version"} {
+	for _, cmd := range []string{"run", "backfill", "validate", "gen --path", "gen --webhook", "version"} {
 		if !strings.Contains(out.String(), "audittail "+cmd) {
 			t.Errorf("audittail --help does not mention %s:\n%s", cmd, out.String())
 		}
