@@ -2,9 +2,11 @@
 // systemd unit passes `systemd-analyze verify` and a security review, every
 // audittail config parses, the API server flags write the audit log where
 // audittail and its manifests look for it, the audit policies say what
-// their comments say, and the receiver configs take messages of the size
+// their comments say, the receiver configs take messages of the size
 // they advertise (rsyslog: with rsyslogd itself; Fluent Bit and Fluentd,
-// which Debian 12 does not package: their limits, statically).
+// which Debian 12 does not package: their limits, statically), and the
+// webhook example's kubeconfig, config and certificates fit together
+// (webhook_test.go).
 //
 // systemd-analyze and rsyslogd are required, not optional: `make deps`
 // (scripts/install-test-deps.sh) installs Debian's systemd and rsyslog.

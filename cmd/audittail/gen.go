@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -15,8 +16,16 @@ import (
 )
 
 func runGen(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("gen", "gen --path FILE [--events N | --duration D] [--rate N] [--maxsize MB] [--maxbackup N] [--compress]", stderr)
-	path := fs.String("path", "", "audit log `FILE` to write, like kube-apiserver's --audit-log-path (required)")
+	fs := newFlagSet("gen", "gen (--path FILE [--maxsize MB] [--maxbackup N] [--compress] | --webhook URL [--batch N] [--clients N] [--ca-file FILE] [--cert-file FILE --key-file FILE] [--token-file FILE]) [--events N | --duration D] [--rate N]", stderr)
+	path := fs.String("path", "", "audit log `FILE` to write, like kube-apiserver's --audit-log-path (this or --webhook)")
+	webhook := fs.String("webhook", "", "POST EventLists to this `URL`, like kube-apiserver's audit webhook backend, e.g. https://10.96.0.100:8443/audit/webhook/event (this or --path)")
+	batch := fs.Int("batch", 400, "events per request (`N`), like --audit-webhook-batch-max-size (--webhook)")
+	clients := fs.Int("clients", 1, "concurrent posters (`N`) (--webhook)")
+	caFile := fs.String("ca-file", "", "PEM CA bundle `FILE` that signs the webhook's certificate (default: the system roots) (--webhook)")
+	certFile := fs.String("cert-file", "", "client certificate `FILE` (PEM), like the kubeconfig's client-certificate (--webhook)")
+	keyFile := fs.String("key-file", "", "its private key `FILE` (PEM) (--webhook)")
+	tokenFile := fs.String("token-file", "", "`FILE` holding the bearer token, like the kubeconfig's token; never on the command line (--webhook)")
+	timeout := fs.Duration("timeout", 30*time.Second, "time limit of one request, answer included (--webhook)")
 	rate := fs.Int("rate", 1000, "events per second (`N`); 0 writes as fast as possible")
 	duration := fs.Duration("duration", 0, "stop after this long (0: no time limit)")
 	events := fs.Int64("events", 0, "stop after `N` events (0: no count limit; then --duration or a signal stops it)")
@@ -29,8 +38,19 @@ func runGen(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *path == "" {
-		return usageError{fmt.Errorf("gen: --path is required")}
+	if (*path == "") == (*webhook == "") {
+		return usageError{fmt.Errorf("gen: exactly one of --path and --webhook is required")}
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	mode, other := "--path", []string{"batch", "clients", "ca-file", "cert-file", "key-file", "token-file", "timeout"}
+	if *webhook != "" {
+		mode, other = "--webhook", []string{"maxsize", "maxbackup", "maxage", "compress"}
+	}
+	for _, name := range other {
+		if set[name] {
+			return usageError{fmt.Errorf("gen: --%s does not apply with %s", name, mode)}
+		}
 	}
 	if *seed == 0 {
 		*seed = uint64(time.Now().UnixNano())
@@ -44,6 +64,13 @@ func runGen(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		if lvl, ok = auditgen.ParseLevel(*level); !ok {
 			return usageError{fmt.Errorf("gen: invalid --level %q (want Metadata, Request, RequestResponse or mixed)", *level)}
 		}
+	}
+	if *webhook != "" {
+		return genWebhook(ctx, webhookGen{
+			url: *webhook, batch: *batch, clients: *clients, timeout: *timeout,
+			caFile: *caFile, certFile: *certFile, keyFile: *keyFile, tokenFile: *tokenFile,
+			rate: *rate, events: *events, duration: *duration, seed: *seed, level: lvl, mixed: mixed,
+		}, stdout)
 	}
 	if err := os.MkdirAll(filepath.Dir(*path), 0o755); err != nil {
 		return fmt.Errorf("gen: %w", err)

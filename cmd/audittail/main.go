@@ -32,6 +32,7 @@ Usage:
   audittail backfill --config FILE   ship old rotated files (plain and .gz) once, then exit
   audittail validate --config FILE   check a configuration (--connect: and the outputs)
   audittail gen --path FILE          write realistic audit events as kube-apiserver does
+  audittail gen --webhook URL        post them as kube-apiserver's audit webhook does (checks a webhook input)
   audittail version                  print the version
 
 Run 'audittail COMMAND --help' for a command's flags.

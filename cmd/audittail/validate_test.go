@@ -69,13 +69,15 @@ func TestValidateNamesTheOptionThatIsWrong(t *testing.T) {
 	}
 }
 
-// TestValidateAcceptsEveryExampleConfig runs validate on examples/config/*,
-// with the secret and CA files they name provided in a temporary directory.
+// TestValidateAcceptsEveryExampleConfig runs validate on examples/config/*
+// and the webhook example, with the secret and CA files they name provided
+// in a temporary directory.
 func TestValidateAcceptsEveryExampleConfig(t *testing.T) {
 	files, _ := filepath.Glob("../../examples/config/*.yaml")
 	if len(files) < 4 {
 		t.Fatalf("expected the example configs, found %v", files)
 	}
+	files = append(files, "../../examples/webhook/config.yaml")
 	fileKey := regexp.MustCompile(`([a-z_]+_file):\s*([^\s,}]+)`)
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
@@ -145,7 +147,7 @@ func TestEveryCommandExplainsEachFlagOnOneLine(t *testing.T) {
 	if err := run(context.Background(), []string{"--help"}, &out, &out); err != nil {
 		t.Fatal(err)
 	}
-	for _, cmd := range []string{"run", "backfill", "validate", "gen", "version"} {
+	for _, cmd := range []string{"run", "backfill", "validate", "gen --path", "gen --webhook", "version"} {
 		if !strings.Contains(out.String(), "audittail "+cmd) {
 			t.Errorf("audittail --help does not mention %s:\n%s", cmd, out.String())
 		}
