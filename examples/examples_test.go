@@ -60,6 +60,7 @@ var configs = []struct {
 	{"config/fluentd.yaml", "fluentd"},
 	{"config/logdna.yaml", "logdna"},
 	{"config/syslog.yaml", "syslog"},
+	{"config/otlp.yaml", "otlp"},
 }
 
 // unit is a parsed systemd unit file: section -> key -> values in order.
