@@ -665,6 +665,26 @@ func (f *follower) identify() (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	// If the open file was rotated since it was opened, it is among the
+	// backups (by inode, or by fingerprint once compressed): only backups
+	// rotated before it can be copies of it; later ones were written after
+	// it.
+	since := s.order.Add(-copySlack)
+	own, rotated := time.Time{}, false
+	for _, ref := range files {
+		if ref.Live || ref.TS.Before(since) {
+			continue
+		}
+		if ref.GZ {
+			if got, err := readFingerprint(ref.Path, true); err != nil || got != fp {
+				continue
+			}
+		} else if ref.Dev != s.ref.Dev || ref.Ino != s.ref.Ino {
+			continue
+		}
+		own, rotated = ref.TS, true
+		break
+	}
 	copies, first := 0, time.Time{}
 	for _, ref := range files {
 		// Backups newer than the last one read, up to a little before the
@@ -672,7 +692,8 @@ func (f *follower) identify() (bool, error) {
 		// rotation that slipped between listing the directory and opening
 		// the live file. Older files are excluded by the newest backup
 		// already read and by their fingerprints.
-		if ref.Live || ref.TS.Before(s.order.Add(-copySlack)) || !ref.TS.After(f.lastBackup) ||
+		if ref.Live || ref.TS.Before(since) || !ref.TS.After(f.lastBackup) ||
+			(rotated && !ref.TS.Before(own)) ||
 			(!ref.GZ && ref.Dev == s.ref.Dev && ref.Ino == s.ref.Ino) {
 			continue
 		}
