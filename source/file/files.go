@@ -10,7 +10,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -71,12 +70,16 @@ type Ref struct {
 	Bytes int64  `json:"bytes,omitempty"`
 	Dev   uint64 `json:"-"`
 	Ino   uint64 `json:"-"`
+	// ModTime is the modification time at listing time.
+	ModTime time.Time `json:"-"`
+	// fp is the fingerprint of the file's head, if fpRead; it may be
+	// empty then (the first line is not complete yet).
+	fp     fingerprint
+	fpRead bool
 }
 
 // list returns the input's backups in rotation order, oldest first, then the
-// live file if it exists. A backup present both plain and gzipped (while
-// lumberjack compresses it) is listed once, as the plain file, which is
-// complete; the .gz is complete only once the plain copy is gone.
+// live file if it exists (see sortListing).
 func (n logName) list() ([]Ref, error) {
 	entries, err := os.ReadDir(n.dir)
 	if err != nil {
@@ -100,7 +103,7 @@ func (n logName) list() ([]Ref, error) {
 			continue
 		}
 		dev, ino := ID(info)
-		ref := Ref{Path: filepath.Join(n.dir, name), TS: ts, GZ: gz, Live: isLive, Size: info.Size(), Dev: dev, Ino: ino}
+		ref := Ref{Path: filepath.Join(n.dir, name), TS: ts, GZ: gz, Live: isLive, Size: info.Size(), Dev: dev, Ino: ino, ModTime: info.ModTime()}
 		if gz {
 			ref.Bytes = n.isize.get(ref.Path, ref.Size)
 		}
@@ -110,24 +113,7 @@ func (n logName) list() ([]Ref, error) {
 		}
 		files = append(files, ref)
 	}
-	slices.SortFunc(files, func(a, b Ref) int {
-		if c := a.TS.Compare(b.TS); c != 0 {
-			return c
-		}
-		// Plain before its .gz twin.
-		if a.GZ != b.GZ {
-			if a.GZ {
-				return 1
-			}
-			return -1
-		}
-		return 0
-	})
-	files = slices.CompactFunc(files, func(a, b Ref) bool { return a.TS.Equal(b.TS) })
-	if live != nil {
-		files = append(files, *live)
-	}
-	return files, nil
+	return sortListing(files, live), nil
 }
 
 // lostSize is how many bytes (uncompressed where known) losing ref
@@ -198,4 +184,46 @@ func fingerprintFrom(r io.Reader) (fingerprint, error) {
 		return fingerprint{}, err
 	}
 	return fingerprintOf(buf[:n]), nil
+}
+
+// fpCache remembers the fingerprints of backups by path, inode, size and
+// modification time, so that listing a directory reads each head once.
+type fpCache struct {
+	m map[fpKey]fingerprint
+}
+
+type fpKey struct {
+	path     string
+	dev, ino uint64
+	size     int64
+	mtime    time.Time
+}
+
+// fill sets the fingerprint of every backup of files (and of the live
+// file, with live; it is never cached: copytruncate rewrites it in place).
+// A plain backup gone since it was listed is read as its .gz twin. The
+// cache keeps the entries of this call only.
+func (c *fpCache) fill(files []Ref, live bool) {
+	m := make(map[fpKey]fingerprint, len(files))
+	for i := range files {
+		ref := &files[i]
+		if ref.Live && !live {
+			continue
+		}
+		k := fpKey{ref.Path, ref.Dev, ref.Ino, ref.Size, ref.ModTime}
+		if fp, ok := c.m[k]; ok && !ref.Live {
+			ref.fp, ref.fpRead = fp, true
+			m[k] = fp
+			continue
+		}
+		fp, err := readFingerprint(ref.Path, ref.GZ)
+		if err == nil && !ref.Live {
+			m[k] = fp
+		}
+		if errors.Is(err, os.ErrNotExist) && !ref.GZ && !ref.Live {
+			fp, err = readFingerprint(ref.Path+".gz", true) // compressed meanwhile
+		}
+		ref.fp, ref.fpRead = fp, err == nil
+	}
+	c.m = m
 }
