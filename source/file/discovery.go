@@ -19,16 +19,16 @@ type placed struct {
 }
 
 // sortListing orders a directory's backups oldest first, then the live
-// file if there is one. A backup present both plain and gzipped (while
-// lumberjack compresses it) is listed once, as the plain file, which is
-// complete; the .gz is complete only once the plain copy is gone.
+// file if there is one. A backup present both plain and gzipped (while it
+// is compressed) is listed once, as the plain file, which is complete; the
+// .gz is complete only once the plain copy is gone.
+//
+// Backups are ordered by their rotation times; logrotate's numbered ones
+// (higher number = older) have none in their names: their modification
+// times stand in, made to increase from the highest number to the lowest
+// (a nanosecond apart at least) so that both orders agree.
 func sortListing(backups []Ref, live *Ref) []Ref {
-	files := slices.Clone(backups)
-	slices.SortFunc(files, func(a, b Ref) int {
-		if c := a.TS.Compare(b.TS); c != 0 {
-			return c
-		}
-		// Plain before its .gz twin.
+	plainFirst := func(a, b Ref) int {
 		if a.GZ != b.GZ {
 			if a.GZ {
 				return 1
@@ -36,8 +36,36 @@ func sortListing(backups []Ref, live *Ref) []Ref {
 			return -1
 		}
 		return 0
+	}
+	var numbered, named []Ref
+	for _, ref := range backups {
+		if ref.Seq > 0 {
+			numbered = append(numbered, ref)
+		} else {
+			named = append(named, ref)
+		}
+	}
+	slices.SortFunc(numbered, func(a, b Ref) int {
+		if a.Seq != b.Seq {
+			return b.Seq - a.Seq
+		}
+		return plainFirst(a, b)
 	})
-	files = slices.CompactFunc(files, func(a, b Ref) bool { return a.TS.Equal(b.TS) })
+	numbered = slices.CompactFunc(numbered, func(a, b Ref) bool { return a.Seq == b.Seq })
+	for i := 1; i < len(numbered); i++ {
+		if next := numbered[i-1].TS.Add(time.Nanosecond); numbered[i].TS.Before(next) {
+			numbered[i].TS = next
+		}
+	}
+	slices.SortFunc(named, func(a, b Ref) int {
+		if c := a.TS.Compare(b.TS); c != 0 {
+			return c
+		}
+		return plainFirst(a, b)
+	})
+	named = slices.CompactFunc(named, func(a, b Ref) bool { return a.TS.Equal(b.TS) })
+	files := append(named, numbered...)
+	slices.SortStableFunc(files, func(a, b Ref) int { return a.TS.Compare(b.TS) })
 	if live != nil {
 		files = append(files, *live)
 	}
@@ -146,7 +174,8 @@ func filesAfter(files []Ref, prev *placed, floor time.Time) (out []Ref, own time
 // self, which was read from its start for the first time: copytruncate
 // copies (named when the copy starts, so up to copySlack before self was
 // opened) or a rotation that slipped between listing the directory and
-// opening it. It returns their number and the earliest rotation time.
+// opening it; for a name with a day or an hour only, its modification
+// time tells. It returns their number and the earliest rotation time.
 //
 // Backups not newer than lastBackup (the newest one read), self's own
 // backup and files already read (done) are not copies; if self was
@@ -155,7 +184,11 @@ func copiesOf(files []Ref, self placed, lastBackup time.Time, done *recentSet) (
 	since := self.order.Add(-copySlack)
 	own, rotated := ownBackup(files, self)
 	for _, ref := range files {
-		if ref.Live || ref.TS.Before(since) || !ref.TS.After(lastBackup) ||
+		named := ref.TS
+		if ref.Coarse {
+			named = ref.ModTime // a dateext day says little of when
+		}
+		if ref.Live || named.Before(since) || !ref.TS.After(lastBackup) ||
 			(rotated && !ref.TS.Before(own.TS)) ||
 			(!ref.GZ && ref.Dev == self.ref.Dev && ref.Ino == self.ref.Ino) {
 			continue
@@ -191,12 +224,15 @@ func findByFingerprint(files []Ref, fp fingerprint, since time.Time, live bool) 
 	return -1
 }
 
-// vanished returns the backups of pending (with their rotation times)
-// that files no longer lists.
+// vanished returns the backups of pending that files no longer lists, by
+// rotation time or (logrotate renumbers, compression may change
+// modification times) by fingerprint.
 func vanished(pending, files []Ref) []Ref {
 	var out []Ref
 	for _, p := range pending {
-		if !slices.ContainsFunc(files, func(ref Ref) bool { return !ref.Live && ref.TS.Equal(p.TS) }) {
+		if !slices.ContainsFunc(files, func(ref Ref) bool {
+			return !ref.Live && (ref.TS.Equal(p.TS) || p.fp.ready() && ref.fp == p.fp)
+		}) {
 			out = append(out, p)
 		}
 	}

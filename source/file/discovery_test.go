@@ -241,3 +241,94 @@ func TestNewestBackupAndLiveFile(t *testing.T) {
 		t.Fatal("a live file found in a listing of backups")
 	}
 }
+
+func TestParseBackup(t *testing.T) {
+	n := newLogName("/var/log/audit/audit.log")
+	day := time.Date(2026, 12, 2, 0, 0, 0, 0, time.UTC)
+	cases := []struct {
+		name string
+		file string
+		ok   bool
+		want backupName
+	}{
+		{"a lumberjack backup has its rotation time in its name", "audit-2026-12-02T17-33-14.123.log", true, backupName{ts: time.Date(2026, 12, 2, 17, 33, 14, 123e6, time.UTC)}},
+		{"a gzipped lumberjack backup", "audit-2026-12-02T17-33-14.123.log.gz", true, backupName{ts: time.Date(2026, 12, 2, 17, 33, 14, 123e6, time.UTC), gz: true}},
+		{"logrotate's first numbered backup", "audit.log.1", true, backupName{seq: 1}},
+		{"logrotate's numbered backup compressed", "audit.log.12.gz", true, backupName{seq: 12, gz: true}},
+		{"logrotate's dateext with a day", "audit.log-20261202", true, backupName{ts: day, coarse: true}},
+		{"logrotate's dateext with an hour", "audit.log-2026120215.gz", true, backupName{ts: day.Add(15 * time.Hour), coarse: true, gz: true}},
+		{"logrotate's dateext with unix seconds takes the exact time", "audit.log-20261202-1796232794", true, backupName{ts: time.Unix(1796232794, 0).UTC()}},
+		{"the live file is not a backup", "audit.log", false, backupName{}},
+		{"number zero is not logrotate's", "audit.log.0", false, backupName{}},
+		{"a leading zero is not logrotate's", "audit.log.01", false, backupName{}},
+		{"a word after the live name is not a backup", "audit.log.old", false, backupName{}},
+		{"a date that is no date is not a backup", "audit.log-20261399", false, backupName{}},
+		{"a date of another length is not a backup", "audit.log-202612", false, backupName{}},
+		{"an empty time after the day is not a backup", "audit.log-20261202-", false, backupName{}},
+		{"another log's backup is not this one's", "kube.log.1", false, backupName{}},
+		{"a lumberjack name with a bad time is not a backup", "audit-2026-12-02.log", false, backupName{}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := n.parseBackup(tc.file)
+			if ok != tc.ok || !got.ts.Equal(tc.want.ts) || got.seq != tc.want.seq || got.gz != tc.want.gz || got.coarse != tc.want.coarse {
+				t.Fatalf("parseBackup(%q) = %+v, %v; want %+v, %v", tc.file, got, ok, tc.want, tc.ok)
+			}
+		})
+	}
+}
+
+func TestSortListingOfLogrotateNames(t *testing.T) {
+	num := func(seq int, mtime time.Time, gz bool) Ref {
+		r := Ref{Path: fmt.Sprintf("audit.log.%d", seq), Seq: seq, TS: mtime, GZ: gz}
+		if gz {
+			r.Path += ".gz"
+		}
+		return r
+	}
+	dated := func(name string, ts time.Time) Ref { return Ref{Path: name, TS: ts} }
+	l := live(1, "x")
+	cases := []struct {
+		name    string
+		backups []Ref
+		want    []string
+	}{
+		{"a higher number is older", []Ref{num(1, at(30), false), num(3, at(10), true), num(2, at(20), false)}, []string{"audit.log.3.gz", "audit.log.2", "audit.log.1", "audit.log"}},
+		{"a higher number is older whatever the modification times say", []Ref{num(1, at(10), false), num(2, at(20), false)}, []string{"audit.log.2", "audit.log.1", "audit.log"}},
+		{"a numbered backup being compressed is listed once, as the plain file", []Ref{num(1, at(30), true), num(1, at(20), false), num(2, at(10), true)}, []string{"audit.log.2.gz", "audit.log.1", "audit.log"}},
+		{"dateext backups are ordered by the dates in their names", []Ref{dated("audit.log-20261203", at(86400)), dated("audit.log-20261202", at(0))}, []string{"audit.log-20261202", "audit.log-20261203", "audit.log"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := sortListing(tc.backups, &l)
+			assertPaths(t, got, tc.want...)
+			for i := 1; i < len(got)-1; i++ {
+				if !got[i].TS.After(got[i-1].TS) {
+					t.Fatalf("%s (%v) is not after %s (%v)", got[i].Path, got[i].TS, got[i-1].Path, got[i-1].TS)
+				}
+			}
+		})
+	}
+}
+
+func TestCopiesOfWithDateextNames(t *testing.T) {
+	self := placed{ref: live(50, "new"), fp: fpOf("new"), order: at(100)}
+	day := Ref{Path: "audit.log-20261202", TS: at(-86400), Coarse: true, Ino: 7, fp: fpOf("old"), fpRead: true}
+	cases := []struct {
+		name    string
+		modTime time.Time
+		want    int
+	}{
+		{"a copy named by its day and written since the open is a copy", at(99), 1},
+		{"a backup named by its day and written long before the open is not", at(50), 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ref := day
+			ref.ModTime = tc.modTime
+			if n, _ := copiesOf([]Ref{ref}, self, time.Time{}, &recentSet{}); n != tc.want {
+				t.Fatalf("%d copies, want %d", n, tc.want)
+			}
+		})
+	}
+}

@@ -289,8 +289,8 @@ func (f *follower) countLostPending(pending, files []Ref) {
 	// A checkpoint stores no rotation times: they are in the names.
 	var named []Ref
 	for _, p := range pending {
-		if ts, _, ok := f.name.parseBackup(filepath.Base(p.Path)); ok {
-			p.TS = ts
+		if b, ok := f.name.parseBackup(filepath.Base(p.Path)); ok && b.seq == 0 {
+			p.TS = b.ts
 			named = append(named, p)
 		}
 	}
@@ -768,6 +768,9 @@ func (f *follower) truncated() error {
 	if lost := old.size - resume; lost > 0 {
 		f.lose(f.input, lost, "the live file was truncated before it was read and no copy was found")
 	} else {
+		// Read to its end: a copy found later (logrotate renaming it while
+		// it was looked for) is not unread.
+		f.done.add(old.fp)
 		f.log.Info("live file was truncated; reading it from the start", "path", f.input)
 	}
 	return nil // loop opens the live file again at 0
