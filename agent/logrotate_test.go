@@ -3,6 +3,7 @@ package agent
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -103,6 +104,48 @@ func TestCopytruncateWithLogrotateNamesDeliversEveryEventOnce(t *testing.T) {
 			}
 			if s.Read.LostFiles != 0 || s.Read.LostBytes != 0 {
 				t.Fatalf("lost %d files, %d bytes; want none\n%s", s.Read.LostFiles, s.Read.LostBytes, h.logBuf.String())
+			}
+		})
+	}
+}
+
+func TestARestartAfterTheCopyWasGzippedResendsAtMostOneBatch(t *testing.T) {
+	for _, tc := range []struct{ name, copy, gz string }{
+		{"logrotate numbered names", "audit.log.1", "audit.log.2"},
+		{"logrotate dateext names", "audit.log-20261202", "audit.log-20261202"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, nil)
+			dir := filepath.Dir(h.input)
+			appendLines(t, h.input, events(0, 100))
+			h.start(Options{})
+			h.waitDelivered(100)
+			h.stop()
+			// While the agent is down, lines are added, copytruncate copies
+			// the file, and the copy is renamed and compressed.
+			appendLines(t, h.input, events(100, 300))
+			copytruncate(t, h.input, filepath.Join(dir, tc.copy))
+			renameIfExists(t, filepath.Join(dir, tc.copy), filepath.Join(dir, tc.gz))
+			gzipFile(t, filepath.Join(dir, tc.gz))
+			appendLines(t, h.input, events(300, 350))
+			h.start(Options{})
+			h.waitDelivered(350)
+			time.Sleep(100 * time.Millisecond) // a duplicate would come now
+			s := h.stop()
+			got := h.delivered()
+			seen := map[string]int{}
+			dups := 0
+			for _, l := range got {
+				seen[l]++
+				if seen[l] > 1 {
+					dups++
+				}
+			}
+			if len(seen) != 350 || dups > h.cfg.Batch.MaxEvents {
+				t.Fatalf("%d distinct lines, want 350; %d re-sent, want at most one batch (%d)\n%s", len(seen), dups, h.cfg.Batch.MaxEvents, h.logBuf.String())
+			}
+			if s.Read.LostFiles != 0 {
+				t.Fatalf("lost %d files, want none", s.Read.LostFiles)
 			}
 		})
 	}

@@ -174,6 +174,13 @@ func (n logName) list() ([]Ref, error) {
 			continue
 		}
 		info, err := e.Info()
+		if err != nil && ok && !b.gz {
+			// Compressed since ReadDir (the .gz written, then the plain
+			// file removed): without its twin it would be missing.
+			if zi, zerr := os.Lstat(filepath.Join(n.dir, name+".gz")); zerr == nil {
+				name, info, err, b.gz = name+".gz", zi, nil, true
+			}
+		}
 		if err != nil {
 			continue // removed since ReadDir
 		}
