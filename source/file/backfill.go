@@ -146,6 +146,7 @@ func liveOf(path string) (string, time.Time, bool) {
 // the cursor names one of the files, else at the first file.
 func (f *follower) resolveFixed(c *Cursor) error {
 	if c != nil && c.FP.ready() {
+		f.fps.fill(f.fixed, true)
 		if i := findByFingerprint(f.fixed, c.FP, time.Time{}, true); i >= 0 {
 			ref := f.fixed[i]
 			s, err := f.open(ref, c.Offset)

@@ -10,7 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -24,10 +24,13 @@ const fingerprintMax = 1024
 
 // logName splits a live log path the way lumberjack does, so that its
 // backups can be recognised: dir/audit.log has backups
-// dir/audit-<timestamp>.log and dir/audit-<timestamp>.log.gz.
+// dir/audit-<timestamp>.log and dir/audit-<timestamp>.log.gz. logrotate's
+// names are recognised too: dir/audit.log.1 (numbered) and
+// dir/audit.log-20261202 (dateext), each optionally .gz.
 type logName struct {
 	live   string // the live path
 	dir    string
+	base   string // "audit.log"
 	prefix string // "audit-"
 	ext    string // ".log"
 	isize  *isizeCache
@@ -36,27 +39,94 @@ type logName struct {
 func newLogName(path string) logName {
 	base := filepath.Base(path)
 	ext := filepath.Ext(base)
-	return logName{live: path, dir: filepath.Dir(path), prefix: base[:len(base)-len(ext)] + "-", ext: ext, isize: &isizeCache{}}
+	return logName{live: path, dir: filepath.Dir(path), base: base, prefix: base[:len(base)-len(ext)] + "-", ext: ext, isize: &isizeCache{}}
 }
 
-// parseBackup reports whether name (a base name) is a lumberjack backup of
-// the live file, with its rotation time and whether it is gzipped.
-func (n logName) parseBackup(name string) (ts time.Time, gz, ok bool) {
+// backupName is what the name of a backup says about it.
+type backupName struct {
+	ts  time.Time // rotation time; zero for a logrotate number
+	seq int       // logrotate's number: 1 is the newest; 0 for a named time
+	// coarse: the time is a day or an hour (dateext), not when the file
+	// was rotated.
+	coarse bool
+	gz     bool
+}
+
+// parseBackup reports whether name (a base name) is a backup of the live
+// file: lumberjack's audit-<time>.log, logrotate's audit.log.<n> or
+// audit.log-<date> (dateext: %Y%m%d, %Y%m%d%H or %Y%m%d-%s), each
+// optionally .gz.
+func (n logName) parseBackup(name string) (backupName, bool) {
+	var b backupName
 	if rest, found := strings.CutSuffix(name, ".gz"); found {
-		name, gz = rest, true
+		name, b.gz = rest, true
+	}
+	if rest, ok := strings.CutPrefix(name, n.base+"."); ok {
+		seq, err := strconv.Atoi(rest)
+		if err != nil || seq < 1 || rest[0] < '1' || rest[0] > '9' {
+			return backupName{}, false
+		}
+		b.seq = seq
+		return b, true
+	}
+	if rest, ok := strings.CutPrefix(name, n.base+"-"); ok {
+		ts, ok := parseDateext(rest)
+		if !ok {
+			return backupName{}, false
+		}
+		b.ts, b.coarse = ts, !strings.Contains(rest, "-")
+		return b, true
 	}
 	if !strings.HasPrefix(name, n.prefix) || !strings.HasSuffix(name, n.ext) {
-		return time.Time{}, false, false
+		return backupName{}, false
 	}
 	stamp := name[len(n.prefix) : len(name)-len(n.ext)]
 	if len(stamp) != len(backupTimeFormat) {
-		return time.Time{}, false, false
+		return backupName{}, false
 	}
 	ts, err := time.Parse(backupTimeFormat, stamp)
 	if err != nil {
-		return time.Time{}, false, false
+		return backupName{}, false
 	}
-	return ts, gz, true
+	b.ts = ts
+	return b, true
+}
+
+// parseDateext parses the date logrotate's dateext appends: 20261202,
+// 2026120215, or 20261202-<unix seconds> (the exact time).
+func parseDateext(s string) (time.Time, bool) {
+	day, secs, hasSecs := strings.Cut(s, "-")
+	if len(day) != 8 && len(day) != 10 || !allDigits(day) || hasSecs && (secs == "" || !allDigits(secs)) {
+		return time.Time{}, false
+	}
+	layout := "20060102"
+	if len(day) == 10 {
+		layout = "2006010215"
+	}
+	ts, err := time.Parse(layout, day)
+	if err != nil {
+		return time.Time{}, false
+	}
+	if hasSecs {
+		if len(day) != 8 {
+			return time.Time{}, false
+		}
+		n, err := strconv.ParseInt(secs, 10, 64)
+		if err != nil {
+			return time.Time{}, false
+		}
+		ts = time.Unix(n, 0).UTC()
+	}
+	return ts, true
+}
+
+func allDigits(s string) bool {
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // Ref is a file that belongs to an input: a backup or the live file.
@@ -71,12 +141,23 @@ type Ref struct {
 	Bytes int64  `json:"bytes,omitempty"`
 	Dev   uint64 `json:"-"`
 	Ino   uint64 `json:"-"`
+	// Seq is logrotate's number in the name (1 is the newest), 0 for a
+	// name with a time; TS is then the file's modification time, made to
+	// increase from the highest number to the lowest.
+	Seq int `json:"-"`
+	// Coarse: the time in the name is a day or an hour (logrotate's
+	// dateext): ModTime tells when the file was written.
+	Coarse bool `json:"-"`
+	// ModTime is the modification time at listing time.
+	ModTime time.Time `json:"-"`
+	// fp is the fingerprint of the file's head, if fpRead; it may be
+	// empty then (the first line is not complete yet).
+	fp     fingerprint
+	fpRead bool
 }
 
 // list returns the input's backups in rotation order, oldest first, then the
-// live file if it exists. A backup present both plain and gzipped (while
-// lumberjack compresses it) is listed once, as the plain file, which is
-// complete; the .gz is complete only once the plain copy is gone.
+// live file if it exists (see sortListing).
 func (n logName) list() ([]Ref, error) {
 	entries, err := os.ReadDir(n.dir)
 	if err != nil {
@@ -88,11 +169,18 @@ func (n logName) list() ([]Ref, error) {
 	for _, e := range entries {
 		name := e.Name()
 		isLive := name == liveBase
-		ts, gz, ok := n.parseBackup(name)
+		b, ok := n.parseBackup(name)
 		if !ok && !isLive {
 			continue
 		}
 		info, err := e.Info()
+		if err != nil && ok && !b.gz {
+			// Compressed since ReadDir (the .gz written, then the plain
+			// file removed): without its twin it would be missing.
+			if zi, zerr := os.Lstat(filepath.Join(n.dir, name+".gz")); zerr == nil {
+				name, info, err, b.gz = name+".gz", zi, nil, true
+			}
+		}
 		if err != nil {
 			continue // removed since ReadDir
 		}
@@ -100,8 +188,11 @@ func (n logName) list() ([]Ref, error) {
 			continue
 		}
 		dev, ino := ID(info)
-		ref := Ref{Path: filepath.Join(n.dir, name), TS: ts, GZ: gz, Live: isLive, Size: info.Size(), Dev: dev, Ino: ino}
-		if gz {
+		ref := Ref{Path: filepath.Join(n.dir, name), TS: b.ts, GZ: b.gz, Seq: b.seq, Coarse: b.coarse, Live: isLive, Size: info.Size(), Dev: dev, Ino: ino, ModTime: info.ModTime()}
+		if ref.Seq > 0 {
+			ref.TS = ref.ModTime.UTC()
+		}
+		if ref.GZ {
 			ref.Bytes = n.isize.get(ref.Path, ref.Size)
 		}
 		if isLive {
@@ -110,24 +201,7 @@ func (n logName) list() ([]Ref, error) {
 		}
 		files = append(files, ref)
 	}
-	slices.SortFunc(files, func(a, b Ref) int {
-		if c := a.TS.Compare(b.TS); c != 0 {
-			return c
-		}
-		// Plain before its .gz twin.
-		if a.GZ != b.GZ {
-			if a.GZ {
-				return 1
-			}
-			return -1
-		}
-		return 0
-	})
-	files = slices.CompactFunc(files, func(a, b Ref) bool { return a.TS.Equal(b.TS) })
-	if live != nil {
-		files = append(files, *live)
-	}
-	return files, nil
+	return sortListing(files, live), nil
 }
 
 // lostSize is how many bytes (uncompressed where known) losing ref
@@ -198,4 +272,46 @@ func fingerprintFrom(r io.Reader) (fingerprint, error) {
 		return fingerprint{}, err
 	}
 	return fingerprintOf(buf[:n]), nil
+}
+
+// fpCache remembers the fingerprints of backups by path, inode, size and
+// modification time, so that listing a directory reads each head once.
+type fpCache struct {
+	m map[fpKey]fingerprint
+}
+
+type fpKey struct {
+	path     string
+	dev, ino uint64
+	size     int64
+	mtime    time.Time
+}
+
+// fill sets the fingerprint of every backup of files (and of the live
+// file, with live; it is never cached: copytruncate rewrites it in place).
+// A plain backup gone since it was listed is read as its .gz twin. The
+// cache keeps the entries of this call only.
+func (c *fpCache) fill(files []Ref, live bool) {
+	m := make(map[fpKey]fingerprint, len(files))
+	for i := range files {
+		ref := &files[i]
+		if ref.Live && !live {
+			continue
+		}
+		k := fpKey{ref.Path, ref.Dev, ref.Ino, ref.Size, ref.ModTime}
+		if fp, ok := c.m[k]; ok && !ref.Live {
+			ref.fp, ref.fpRead = fp, true
+			m[k] = fp
+			continue
+		}
+		fp, err := readFingerprint(ref.Path, ref.GZ)
+		if err == nil && !ref.Live {
+			m[k] = fp
+		}
+		if errors.Is(err, os.ErrNotExist) && !ref.GZ && !ref.Live {
+			fp, err = readFingerprint(ref.Path+".gz", true) // compressed meanwhile
+		}
+		ref.fp, ref.fpRead = fp, err == nil
+	}
+	c.m = m
 }

@@ -70,11 +70,9 @@ var liveOnly = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // source is one open file of an input: the live file or a backup.
 type openFile struct {
-	ref   Ref
-	f     *os.File
-	r     io.Reader // f, or a gzip reader over f
-	fp    fingerprint
-	order time.Time // ref.TS for a backup; when it was opened for the live file
+	placed // ref, fp, order
+	f      *os.File
+	r      io.Reader // f, or a gzip reader over f
 	// base is the file offset (decompressed) of the follower's buf[0].
 	base int64
 	// size is the largest size seen (plain files only).
@@ -115,6 +113,7 @@ type follower struct {
 	done       recentSet // fingerprints of files this process finished
 	lastBackup time.Time // rotation time of the newest backup read (or resumed)
 	listedAt   time.Time // when pending was last refreshed
+	fps        fpCache   // fingerprints of the backups listed
 
 	// lastTS is the stageTimestamp of the last event handed out (or of
 	// the resumed cursor); gap is data lost since, reported once the next
@@ -208,20 +207,14 @@ func (f *follower) resolve(c *Cursor, startAt string) error {
 		return err
 	}
 	if c == nil {
-		var live *Ref
-		for _, ref := range files {
-			if ref.Live {
-				live = &ref
-			} else if ref.TS.After(f.lastBackup) {
-				f.lastBackup = ref.TS // backups before the first start are backfill's
-			}
-		}
-		if live == nil {
+		f.lastBackup = newestBackup(files) // backups before the first start are backfill's
+		live, ok := liveFile(files)
+		if !ok {
 			f.log.Info("input file does not exist yet; waiting for it", "path", f.input)
 			f.floor = f.startOrder()
 			return nil
 		}
-		s, err := f.open(*live, 0)
+		s, err := f.open(live, 0)
 		if err != nil {
 			return err
 		}
@@ -256,6 +249,7 @@ func (f *follower) resolve(c *Cursor, startAt string) error {
 	if c.FP.ready() {
 		// Every file is a candidate: a copytruncate copy is named when the
 		// copy starts, possibly before the cursor's Order.
+		f.fps.fill(files, true)
 		if i := findByFingerprint(files, c.FP, time.Time{}, true); i >= 0 {
 			ref := files[i]
 			s, err := f.openRef(ref, c.Offset)
@@ -285,34 +279,23 @@ func (f *follower) resolve(c *Cursor, startAt string) error {
 		f.lose(c.Path, lost, "the checkpointed file is gone (rotated and deleted while the agent was down; backups rotated after it may be gone unlisted too: the window is what is missing)")
 	}
 	// Continue with every file written after the cursor's file.
-	var next []Ref
-	for _, ref := range files {
-		if ref.Live || !ref.TS.Before(minTS) {
-			next = append(next, ref)
-		}
-	}
 	f.floor = minTS
-	return f.openFirst(next)
+	return f.openFirst(fromFloor(files, minTS))
 }
 
 // countLostPending counts the backups that were queued at the last
 // checkpoint and are gone now.
 func (f *follower) countLostPending(pending, files []Ref) {
+	// A checkpoint stores no rotation times: they are in the names.
+	var named []Ref
 	for _, p := range pending {
-		ts, _, ok := f.name.parseBackup(filepath.Base(p.Path))
-		if !ok {
-			continue
+		if b, ok := f.name.parseBackup(filepath.Base(p.Path)); ok && b.seq == 0 {
+			p.TS = b.ts
+			named = append(named, p)
 		}
-		found := false
-		for _, ref := range files {
-			if !ref.Live && ref.TS.Equal(ts) {
-				found = true
-				break
-			}
-		}
-		if !found {
-			f.lose(p.Path, p.lostSize(), "a rotated backup was deleted before it was read")
-		}
+	}
+	for _, p := range vanished(named, files) {
+		f.lose(p.Path, p.lostSize(), "a rotated backup was deleted before it was read")
 	}
 }
 
@@ -320,10 +303,8 @@ func (f *follower) countLostPending(pending, files []Ref) {
 // the rest, and counts the ones that vanished.
 func (f *follower) openFirst(files []Ref) error {
 	for i, ref := range files {
-		if !ref.Live && f.done.len() > 0 {
-			if fp, err := readFingerprint(ref.Path, ref.GZ); err == nil && f.done.has(fp) {
-				continue // read to its end already (a clock put it here)
-			}
+		if !ref.Live && ref.fpRead && f.done.has(ref.fp) {
+			continue // read to its end already (a clock put it here)
 		}
 		s, err := f.openRef(ref, 0)
 		if errors.Is(err, os.ErrNotExist) {
@@ -365,21 +346,6 @@ func (f *follower) openRef(ref Ref, off int64) (*openFile, error) {
 	return s, err
 }
 
-// backupsAfter returns the backups rotated after ref (none if ref is the
-// live file), oldest first, and the live file last with live.
-func backupsAfter(files []Ref, ref Ref, live bool) []Ref {
-	if ref.Live {
-		return nil
-	}
-	var out []Ref
-	for _, r := range files {
-		if (!r.Live && r.TS.After(ref.TS)) || (live && r.Live) {
-			out = append(out, r)
-		}
-	}
-	return out
-}
-
 func (f *follower) setCur(s *openFile) {
 	f.cur = s
 	f.stats.Open.Store(true)
@@ -402,7 +368,7 @@ func (f *follower) open(ref Ref, off int64) (*openFile, error) {
 		return nil, fmt.Errorf("cannot stat %s: %w", ref.Path, err)
 	}
 	ref.Dev, ref.Ino = ID(info)
-	s := &openFile{ref: ref, f: fh, r: fh, order: ref.TS, size: info.Size()}
+	s := &openFile{placed: placed{ref: ref, order: ref.TS}, f: fh, r: fh, size: info.Size()}
 	if ref.Live {
 		// The exact time: a backup named with this same millisecond was
 		// rotated before the file was opened, so it is not the file's own.
@@ -665,26 +631,7 @@ func (f *follower) identify() (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	copies, first := 0, time.Time{}
-	for _, ref := range files {
-		// Backups newer than the last one read, up to a little before the
-		// open: copytruncate copies (named when the copy starts), or a
-		// rotation that slipped between listing the directory and opening
-		// the live file. Older files are excluded by the newest backup
-		// already read and by their fingerprints.
-		if ref.Live || ref.TS.Before(s.order.Add(-copySlack)) || !ref.TS.After(f.lastBackup) ||
-			(!ref.GZ && ref.Dev == s.ref.Dev && ref.Ino == s.ref.Ino) {
-			continue
-		}
-		got, err := readFingerprint(ref.Path, ref.GZ)
-		if err != nil || got == fp || f.done.has(got) {
-			continue // our own file renamed and compressed, or one already read
-		}
-		if copies == 0 || ref.TS.Before(first) {
-			first = ref.TS
-		}
-		copies++
-	}
+	copies, first := copiesOf(files, s.placed, f.lastBackup, &f.done)
 	if copies == 0 {
 		return false, nil
 	}
@@ -821,6 +768,9 @@ func (f *follower) truncated() error {
 	if lost := old.size - resume; lost > 0 {
 		f.lose(f.input, lost, "the live file was truncated before it was read and no copy was found")
 	} else {
+		// Read to its end: a copy found later (logrotate renaming it while
+		// it was looked for) is not unread.
+		f.done.add(old.fp)
 		f.log.Info("live file was truncated; reading it from the start", "path", f.input)
 	}
 	return nil // loop opens the live file again at 0
@@ -871,21 +821,12 @@ func (f *follower) openNext() error {
 // notePending counts the queued backups that vanished before they were
 // read: lumberjack deleted them (max backups or age) while we lagged.
 func (f *follower) notePending(files []Ref) {
-	for _, p := range f.pending {
-		found := false
-		for _, ref := range files {
-			if !ref.Live && ref.TS.Equal(p.TS) {
-				found = true
-				break
-			}
-		}
-		if !found {
-			f.lose(p.Path, p.lostSize(), "a rotated backup was deleted before it was read")
-			if f.cur != nil {
-				// Noticed while reading an older file: the gap is where the
-				// backup would have been read, after the open file's end.
-				f.gap.deferred = true
-			}
+	for _, p := range vanished(f.pending, files) {
+		f.lose(p.Path, p.lostSize(), "a rotated backup was deleted before it was read")
+		if f.cur != nil {
+			// Noticed while reading an older file: the gap is where the
+			// backup would have been read, after the open file's end.
+			f.gap.deferred = true
 		}
 	}
 }
@@ -910,58 +851,15 @@ func (f *follower) refresh() error {
 }
 
 // after returns the files that come after prev (or floor when prev is
-// nil), oldest first, the live file last.
+// nil), oldest first, the live file last (see filesAfter).
 func (f *follower) after(files []Ref, prev *openFile) []Ref {
-	var out []Ref
-	switch {
-	case prev == nil:
-		for _, ref := range files {
-			if ref.Live || !ref.TS.Before(f.floor) {
-				out = append(out, ref)
-			}
-		}
-	case !prev.ref.Live:
-		for _, ref := range files {
-			if ref.Live || ref.TS.After(prev.ref.TS) {
-				out = append(out, ref)
-			}
-		}
-	default:
-		// prev was opened as the live file: find it among the backups to
-		// learn its rotation time. If it was compressed or deleted,
-		// everything rotated since it was opened is newer, but for its own
-		// .gz, recognised by fingerprint.
-		ts, known := time.Time{}, false
-		for _, ref := range files {
-			if !ref.Live && !ref.GZ && ref.Dev == prev.ref.Dev && ref.Ino == prev.ref.Ino {
-				ts, known = ref.TS, true
-				break
-			}
-		}
-		if !known && prev.fp.ready() {
-			// Its plain backup is gone: it may have been compressed.
-			for _, ref := range files {
-				if ref.GZ && !ref.TS.Before(prev.order.Truncate(time.Millisecond)) {
-					if fp, err := readFingerprint(ref.Path, true); err == nil && fp == prev.fp {
-						ts, known = ref.TS, true
-						break
-					}
-				}
-			}
-		}
-		if known && ts.After(f.lastBackup) {
-			f.lastBackup = ts
-		}
-		for _, ref := range files {
-			switch {
-			case ref.Live:
-				out = append(out, ref)
-			case known && ref.TS.After(ts):
-				out = append(out, ref)
-			case !known && !ref.TS.Before(prev.order):
-				out = append(out, ref)
-			}
-		}
+	var p *placed
+	if prev != nil {
+		p = &prev.placed
+	}
+	out, own, known := filesAfter(files, p, f.floor)
+	if known && own.After(f.lastBackup) {
+		f.lastBackup = own
 	}
 	return out
 }
@@ -1057,29 +955,6 @@ func (f *follower) listFiles() ([]Ref, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot list %s: %w", f.name.dir, err)
 	}
+	f.fps.fill(files, false)
 	return files, nil
-}
-
-// findByFingerprint returns the index of the first file whose first line
-// has fingerprint fp, among the backups rotated at or after since (and the
-// live file, with live), or -1. Every audit line carries a unique auditID,
-// so the first line identifies a file wherever it was renamed, copied or
-// compressed to.
-func findByFingerprint(files []Ref, fp fingerprint, since time.Time, live bool) int {
-	if !fp.ready() {
-		return -1
-	}
-	for i, ref := range files {
-		if ref.Live && !live || !ref.Live && !ref.TS.IsZero() && ref.TS.Before(since) {
-			continue
-		}
-		got, err := readFingerprint(ref.Path, ref.GZ)
-		if errors.Is(err, os.ErrNotExist) && !ref.GZ && !ref.Live {
-			got, err = readFingerprint(ref.Path+".gz", true) // compressed meanwhile
-		}
-		if err == nil && got == fp {
-			return i
-		}
-	}
-	return -1
 }
