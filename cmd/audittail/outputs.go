@@ -10,6 +10,7 @@ import (
 	"github.com/audittail/audittail/outputs"
 	"github.com/audittail/audittail/outputs/file"
 	"github.com/audittail/audittail/outputs/fluentd"
+	"github.com/audittail/audittail/outputs/kafka"
 	"github.com/audittail/audittail/outputs/logdna"
 	"github.com/audittail/audittail/outputs/null"
 	"github.com/audittail/audittail/outputs/syslog"
@@ -49,6 +50,8 @@ var outputTypes = map[string]outputType{
 		return logdna.New(o, log)
 	}, logdna.Options{}},
 	"syslog": {func(c outputs.Config, log *slog.Logger) (outputs.Output, error) { return syslog.FromConfig(c, log) }, syslog.Options{}},
+	// kafka: outputs/kafka (franz-go).
+	"kafka": {func(c outputs.Config, log *slog.Logger) (outputs.Output, error) { return kafka.FromConfig(c, log) }, kafka.Options{}},
 }
 
 // buildOutput makes the output a config entry describes.
