@@ -12,12 +12,24 @@
 // Send returns nil only when the promise of every record of the batch
 // reported success (acks: all: written by the leader and the in-sync
 // replicas). Any failure leaves the whole batch unacknowledged and the
-// agent sends it again: franz-go fails every record buffered for a
-// partition once one of them fails, so a partial success is not
-// interpreted; the cluster may see some records twice, never a gap. Send is
-// bounded by the timeout key and by its context: a dead cluster makes Send
-// return, records that were already on the wire may still land later
-// (duplicates, which at-least-once allows).
+// agent sends it again; a partial success is not interpreted. Send is
+// bounded by the timeout key and by its context, so a dead cluster makes it
+// return an error rather than hang.
+//
+// Order within a partition: franz-go retries a record until it is written
+// or fails it for good, and when it fails one it fails every record
+// buffered behind it in that partition, but not records already in a
+// request, which may still be written. A record failed early (a timeout)
+// while a later one of the same batch lands would put the later one first
+// in the log, and the resend behind it. So no record is ever given a
+// deadline: records are retried for as long as the output lives (they fail
+// only on errors franz-go does not retry, such as a missing topic), a Send
+// that times out leaves its records to franz-go, and the next Send first
+// waits (within its own timeout) until all of them are resolved before it
+// produces anything. Each partition therefore receives the events in the
+// order sent; a resent batch may repeat events (at least once), never put
+// a later event before an earlier one's first copy. At most one batch's
+// records are buffered at a time.
 //
 // Errors that blame the configuration rather than the events (the topic
 // does not exist, authorization or SASL failed, the broker refuses record
@@ -56,14 +68,22 @@ const configRetry = time.Minute
 // lengths), with room for franz-go's overestimates of request versions.
 const recordOverhead = 256
 
+// maxBuffered is franz-go's limit of buffered records, above any batch
+// (batch.max_events): Produce blocks at the limit.
+const maxBuffered = 1 << 20
+
 // Output produces batches to one Kafka topic.
 type Output struct {
 	s   *settings
 	log *slog.Logger
 	cl  *kgo.Client
 
-	mu     sync.Mutex // held for a whole Send
-	closed bool
+	mu       sync.Mutex // held for a whole Send
+	closed   bool
+	inflight *flight // an earlier Send's records, not all resolved when it returned
+
+	ctx    context.Context // the records' context: cancelled by Close
+	cancel context.CancelFunc
 
 	rejected  []int
 	truncated atomic.Int64
@@ -105,8 +125,8 @@ func New(o Options, log *slog.Logger) (*Output, error) {
 		kgo.DefaultProduceTopic(s.topic),
 		kgo.ProducerBatchCompression(s.codec),
 		kgo.ProducerBatchMaxBytes(int32(s.maxMsg)),
-		kgo.ProducerLinger(0),                                  // Send waits for its records: lingering only adds latency
-		kgo.RecordDeliveryTimeout(max(s.timeout, time.Second)), // franz-go's minimum
+		kgo.ProducerLinger(0),               // Send waits for its records: lingering only adds latency
+		kgo.MaxBufferedRecords(maxBuffered), // never reached: one batch at a time
 		kgo.WithLogger(kgoLogger{log}),
 	}
 	if s.acksAll {
@@ -124,7 +144,8 @@ func New(o Options, log *slog.Logger) (*Output, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kafka client for %s: %w", s.display, err)
 	}
-	return &Output{s: s, log: log, cl: cl}, nil
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Output{s: s, log: log, cl: cl, ctx: ctx, cancel: cancel}, nil
 }
 
 // Truncated returns how many events were sent with their objects cut out
@@ -169,6 +190,24 @@ func (o *Output) Send(ctx context.Context, b *outputs.Batch) error {
 	n := b.Len()
 	if n == 0 {
 		return nil
+	}
+	pctx, cancel := context.WithTimeout(ctx, o.s.timeout)
+	defer cancel()
+	if f := o.inflight; f != nil {
+		// Producing behind an earlier attempt's records is what keeps
+		// the order; producing while some may still fail is not.
+		select {
+		case <-f.done:
+			o.inflight = nil
+		case <-pctx.Done():
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			f.mu.Lock()
+			left := f.pending
+			f.mu.Unlock()
+			return fmt.Errorf("kafka %s: %d records of an earlier attempt to topic %s still not acknowledged after another %s", o.s.display, left, o.s.topic, o.s.timeout)
+		}
 	}
 
 	// The records and their bytes are the Send's own: franz-go may hold
@@ -242,15 +281,14 @@ func (o *Output) Send(ctx context.Context, b *outputs.Batch) error {
 		}
 	}
 
-	pctx, cancel := context.WithTimeout(ctx, o.s.timeout)
-	defer cancel()
 	f := &flight{pending: len(produce), done: make(chan struct{})}
 	for _, r := range produce {
-		o.cl.Produce(pctx, r, f.promise)
+		o.cl.Produce(o.ctx, r, f.promise)
 	}
 	select {
 	case <-f.done:
 	case <-pctx.Done():
+		o.inflight = f
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -264,9 +302,6 @@ func (o *Output) Send(ctx context.Context, b *outputs.Batch) error {
 		return err
 	}
 	if f.err != nil {
-		if ctx.Err() != nil && errors.Is(f.err, context.Canceled) {
-			return ctx.Err()
-		}
 		return o.classify(fmt.Errorf("kafka %s: %d of %d records to topic %s failed: %w", o.s.display, f.failed, len(produce), o.s.topic, o.explain(f.err)), f.err)
 	}
 	return rejected
@@ -311,10 +346,11 @@ func (o *Output) classify(err, cause error) error {
 	return err
 }
 
-// appendString appends the unquoted JSON string raw (nothing when raw is
-// not a string).
+// appendString appends the decoded JSON string raw (a string's bytes
+// between its quotes, as parser.Scan returns them); nothing if it does
+// not decode.
 func appendString(dst, raw []byte) []byte {
-	if len(raw) < 2 || raw[0] != '"' {
+	if len(raw) == 0 {
 		return dst
 	}
 	out, err := parser.Unquote(dst, raw)
@@ -353,7 +389,7 @@ func (o *Output) Check(ctx context.Context) error {
 	return fmt.Errorf("brokers %s did not describe topic %s", o.s.display, o.s.topic)
 }
 
-// Close fails what franz-go still buffers (nothing a nil Send left) and
+// Close fails what franz-go still buffers (nothing after a nil Send) and
 // closes the connections, waiting at most until ctx is done. Send after
 // Close returns outputs.ErrClosed.
 func (o *Output) Close(ctx context.Context) error {
@@ -364,6 +400,7 @@ func (o *Output) Close(ctx context.Context) error {
 	}
 	o.closed = true
 	o.mu.Unlock()
+	o.cancel()
 	done := make(chan struct{})
 	go func() {
 		o.cl.Close()
