@@ -87,6 +87,13 @@ type Output struct {
 
 	rejected  []int
 	truncated atomic.Int64
+	lastErr   *atomic.Pointer[loggedErr] // franz-go's last logged error (connections, SASL)
+}
+
+// loggedErr is an error franz-go logged, and when.
+type loggedErr struct {
+	err error
+	at  time.Time
 }
 
 var (
@@ -120,6 +127,7 @@ func New(o Options, log *slog.Logger) (*Output, error) {
 	if s.sasl != nil && s.tls == nil {
 		log.Warn("SASL without tls: the credentials (in clear text with plain) and the audit events travel unencrypted")
 	}
+	lastErr := new(atomic.Pointer[loggedErr])
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(s.brokers...),
 		kgo.DefaultProduceTopic(s.topic),
@@ -127,7 +135,7 @@ func New(o Options, log *slog.Logger) (*Output, error) {
 		kgo.ProducerBatchMaxBytes(int32(s.maxMsg)),
 		kgo.ProducerLinger(0),               // Send waits for its records: lingering only adds latency
 		kgo.MaxBufferedRecords(maxBuffered), // never reached: one batch at a time
-		kgo.WithLogger(kgoLogger{log}),
+		kgo.WithLogger(kgoLogger{log, lastErr}),
 	}
 	if s.acksAll {
 		opts = append(opts, kgo.RequiredAcks(kgo.AllISRAcks()))
@@ -145,7 +153,7 @@ func New(o Options, log *slog.Logger) (*Output, error) {
 		return nil, fmt.Errorf("kafka client for %s: %w", s.display, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Output{s: s, log: log, cl: cl, ctx: ctx, cancel: cancel}, nil
+	return &Output{s: s, log: log, cl: cl, ctx: ctx, cancel: cancel, lastErr: lastErr}, nil
 }
 
 // Truncated returns how many events were sent with their objects cut out
@@ -191,6 +199,7 @@ func (o *Output) Send(ctx context.Context, b *outputs.Batch) error {
 	if n == 0 {
 		return nil
 	}
+	start := time.Now()
 	pctx, cancel := context.WithTimeout(ctx, o.s.timeout)
 	defer cancel()
 	if f := o.inflight; f != nil {
@@ -297,7 +306,12 @@ func (o *Output) Send(ctx context.Context, b *outputs.Batch) error {
 		f.mu.Unlock()
 		err := fmt.Errorf("kafka %s: %d of %d records to topic %s not acknowledged within timeout %s", o.s.display, left, len(produce), o.s.topic, o.s.timeout)
 		if first != nil {
-			err = fmt.Errorf("%w (%d failed: %w)", err, failed, o.explain(first))
+			return o.classify(fmt.Errorf("%w (%d failed: %w)", err, failed, o.explain(first)), first)
+		}
+		if l := o.lastErr.Load(); l != nil && !l.at.Before(start) {
+			// franz-go retries connections and SASL without failing
+			// the records: say why they are stuck.
+			return o.classify(fmt.Errorf("%w (last error: %w)", err, o.explain(l.err)), l.err)
 		}
 		return err
 	}
@@ -414,12 +428,24 @@ func (o *Output) Close(ctx context.Context) error {
 	}
 }
 
-// kgoLogger passes franz-go's warnings and errors to the output's logger.
-type kgoLogger struct{ log *slog.Logger }
+// kgoLogger passes franz-go's warnings and errors to the output's logger
+// and keeps the last error it logged.
+type kgoLogger struct {
+	log  *slog.Logger
+	last *atomic.Pointer[loggedErr]
+}
 
-func (kgoLogger) Level() kgo.LogLevel { return kgo.LogLevelWarn }
+// Level is info so that the errors franz-go logs there (a metadata load
+// failing) are kept for Send's timeout message; only warnings and errors
+// are passed on.
+func (kgoLogger) Level() kgo.LogLevel { return kgo.LogLevelInfo }
 
 func (l kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
+	for i := 0; i+1 < len(keyvals); i += 2 {
+		if err, ok := keyvals[i+1].(error); ok && keyvals[i] == "err" {
+			l.last.Store(&loggedErr{err, time.Now()})
+		}
+	}
 	switch level {
 	case kgo.LogLevelError:
 		l.log.Error("franz-go: "+msg, keyvals...)

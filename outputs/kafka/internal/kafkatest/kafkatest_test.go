@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -493,4 +494,59 @@ func TestCheckPassesAgainstALiveTopic(t *testing.T) {
 	if err := o.Check(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func saslOutput(t *testing.T, brokers []string, topic, user, password string) *kafka.Output {
+	t.Helper()
+	pw := t.TempDir() + "/pw"
+	if err := os.WriteFile(pw, []byte(password+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o, err := kafka.New(kafka.Options{Brokers: brokers, Topic: topic, Timeout: 3 * time.Second,
+		SASL: kafka.SASLOptions{Mechanism: "scram-sha-512", Username: user, PasswordFile: pw}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { o.Close(context.Background()) })
+	return o
+}
+
+func TestSASLAndAuthorizationFailuresAreNamedAndRetriedLater(t *testing.T) {
+	c := newCluster(t, kfake.NumBrokers(1), kfake.EnableSASL(), kfake.EnableACLs(),
+		kfake.Superuser("SCRAM-SHA-512", "admin", "admin-pw"),
+		kfake.User("SCRAM-SHA-512", "reader", "reader-pw", kfake.ACL{Resource: kmsg.ACLResourceTypeTopic, Name: "audit",
+			Pattern: kmsg.ACLResourcePatternTypeLiteral, Operation: kmsg.ACLOperationDescribe, Allow: true}),
+		kfake.SeedTopics(1, "audit"))
+	brokers := c.ListenAddrs()
+	b, _ := outputstest.NewBatch(3, 5)
+
+	// Kafka answers SASL_AUTHENTICATION_FAILED (a RetryAfterError naming
+	// SASL); kfake closes the connection, so the timeout says the last
+	// error franz-go saw.
+	t.Run("a wrong password", func(t *testing.T) {
+		err := saslOutput(t, brokers, "audit", "admin", "wrong").Send(context.Background(), b)
+		if err == nil || outputs.IsPermanent(err) || !strings.Contains(err.Error(), "last error: ") || !strings.Contains(err.Error(), brokers[0]) {
+			t.Fatalf("Send = %v, want a retryable error naming the broker and the last error", err)
+		}
+		t.Logf("wrong password: %v", err)
+		if strings.Contains(err.Error(), "wrong") {
+			t.Errorf("the password is in the error: %v", err)
+		}
+	})
+	t.Run("no write permission on the topic", func(t *testing.T) {
+		err := saslOutput(t, brokers, "audit", "reader", "reader-pw").Send(context.Background(), b)
+		var ra *outputs.RetryAfterError
+		if !errors.As(err, &ra) || !strings.Contains(err.Error(), "brokers "+brokers[0]) {
+			t.Fatalf("Send = %v, want a RetryAfterError naming the broker", err)
+		}
+		if !strings.Contains(err.Error(), "topic audit") && !strings.Contains(err.Error(), "IDEMPOTENT_WRITE") {
+			t.Errorf("error %q names neither the topic nor the cluster permission", err)
+		}
+		t.Logf("reader: %v", err)
+	})
+	t.Run("the superuser delivers", func(t *testing.T) {
+		if err := saslOutput(t, brokers, "audit", "admin", "admin-pw").Send(context.Background(), b); err != nil {
+			t.Fatal(err)
+		}
+	})
 }
