@@ -58,6 +58,7 @@ var configs = []struct {
 }{
 	{"config/file.yaml", "file"},
 	{"config/fluentd.yaml", "fluentd"},
+	{"config/kafka.yaml", "kafka"},
 	{"config/logdna.yaml", "logdna"},
 	{"config/syslog.yaml", "syslog"},
 	{"config/otlp.yaml", "otlp"},

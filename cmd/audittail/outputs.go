@@ -10,6 +10,7 @@ import (
 	"github.com/audittail/audittail/outputs"
 	"github.com/audittail/audittail/outputs/file"
 	"github.com/audittail/audittail/outputs/fluentd"
+	"github.com/audittail/audittail/outputs/kafka"
 	"github.com/audittail/audittail/outputs/logdna"
 	"github.com/audittail/audittail/outputs/null"
 	"github.com/audittail/audittail/outputs/otlp"
@@ -58,6 +59,8 @@ var outputTypes = map[string]outputType{
 		o.Version = version
 		return otlp.New(o, log)
 	}, otlp.Options{}},
+	// kafka: outputs/kafka (franz-go).
+	"kafka": {func(c outputs.Config, log *slog.Logger) (outputs.Output, error) { return kafka.FromConfig(c, log) }, kafka.Options{}},
 }
 
 // buildOutput makes the output a config entry describes.

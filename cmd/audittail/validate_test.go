@@ -36,7 +36,7 @@ func TestValidateNamesTheOptionThatIsWrong(t *testing.T) {
 		{"a bad on_parse_error", base + "outputs:\n  - type: null\n    on_parse_error: keep\n", []string{"outputs[0]", "on_parse_error", "forward or drop"}},
 		{"a bad syslog framing", base + "outputs:\n  - type: syslog\n    address: tcp://127.0.0.1:6514\n    framing: x\n", []string{"outputs[0] (syslog", "framing", `"x"`}},
 		{"a bad fluentd compress", base + "outputs:\n  - type: fluentd\n    address: 127.0.0.1:24224\n    compress: zstd\n", []string{"outputs[0] (fluentd", "compress"}},
-		{"an unknown output type", base + "outputs:\n  - type: kafka\n", []string{`unknown output type "kafka"`}},
+		{"an unknown output type", base + "outputs:\n  - type: kinesis\n", []string{`unknown output type "kinesis"`}},
 		{"a missing input path", "inputs:\n  - start_at: end\noutputs:\n  - type: null\n", []string{"inputs[0].path", "required"}},
 		{"no outputs", base, []string{"outputs", "at least one"}},
 		{"a missing logdna url", base + "outputs:\n  - type: logdna\n    ingestion_key_env: HOME\n", []string{"outputs[0] (logdna", "url"}},
