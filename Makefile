@@ -69,6 +69,8 @@ BENCH_MB ?= 1000
 bench: build ## the follower vs cat (500 MB), the webhook input (fsync before 200), then file -> each output end to end (BENCH_MB, default 1000)
 	BENCH_DIR=$(CURDIR)/.bench BENCH_MB=500 $(GO) test -run '^$$' -bench '^(BenchmarkCat|BenchmarkFollowerOnly|BenchmarkFollow|BenchmarkFanOut)$$' -benchtime 3x ./agent
 	mkdir -p .bench && BENCH_DIR=$(CURDIR)/.bench $(GO) test -run '^$$' -bench '^BenchmarkWebhook$$' -benchtime 400x -count 3 ./source/webhook
+	cd outputs/kafka/internal/kafkatest && $(GO) test -run '^$$' -bench '^BenchmarkKafka$$' -count 3 .
+	$(GO) test -run '^$$' -bench '^(BenchmarkEncodeMetadata|BenchmarkSendMetadata)$$' -count 3 ./outputs/otlp
 	$(GO) run ./scripts/bench -bin $(BIN) -mb $(BENCH_MB) -dir .bench
 
 bench-parser: ## parser vs encoding/json, json-iterator, fastjson: one table, one process (BENCH_ROUNDS, default 3)
