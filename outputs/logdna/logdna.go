@@ -59,9 +59,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"runtime/debug"
 	"strconv"
@@ -228,18 +226,9 @@ func New(o Options, log *slog.Logger) (*Output, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if o.URL == "" {
-		return nil, errors.New("url: required (e.g. https://logs.mezmo.com/logs/ingest)")
-	}
-	u, err := url.Parse(o.URL)
+	u, err := outputs.ParseHTTPURL("url", o.URL, "https://logs.mezmo.com/logs/ingest", "ingestion_key_file or ingestion_key_env")
 	if err != nil {
-		return nil, fmt.Errorf("url: %w", err)
-	}
-	if u.Scheme != "https" && u.Scheme != "http" || u.Host == "" {
-		return nil, fmt.Errorf("url: %q is not an http:// or https:// URL", o.URL)
-	}
-	if u.User != nil {
-		return nil, errors.New("url: must not hold credentials (use ingestion_key_file or ingestion_key_env)")
+		return nil, err
 	}
 	switch {
 	case o.IngestionKeyFile != "" && o.IngestionKeyEnv != "":
@@ -325,27 +314,9 @@ func New(o Options, log *slog.Logger) (*Output, error) {
 	}
 	u.RawQuery = q.Encode()
 
-	transport := &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		TLSClientConfig:       tlsConf,
-		TLSHandshakeTimeout:   10 * time.Second,
-		ForceAttemptHTTP2:     true,
-		MaxIdleConns:          4,
-		MaxIdleConnsPerHost:   4,
-		IdleConnTimeout:       90 * time.Second,
-		ExpectContinueTimeout: time.Second,
-		// The body is gzipped already (or deliberately not).
-		DisableCompression: true,
-	}
 	out := &Output{
-		log: log,
-		client: &http.Client{
-			Transport: transport,
-			CheckRedirect: func(*http.Request, []*http.Request) error {
-				return http.ErrUseLastResponse
-			},
-		},
+		log:       log,
+		client:    outputs.NewHTTPClient(tlsConf),
 		endpoint:  u.String(),
 		host:      u.Host,
 		userAgent: o.UserAgent,
@@ -699,27 +670,9 @@ func retryAfter(h string, now time.Time) (time.Duration, bool) {
 	return outputs.ParseRetryAfter(h, now, maxRetryAfter)
 }
 
-// transportErr drops the *url.Error wrapper, whose text repeats the whole
-// URL; the messages name the host instead.
-func transportErr(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) && ue.Err != nil {
-		return ue.Err
-	}
-	return err
-}
+func transportErr(err error) error { return outputs.TransportError(err) }
 
-// excerpt quotes at most errBodyLimit bytes of an answer's body.
-func excerpt(b []byte) string {
-	if len(b) > errBodyLimit {
-		b = b[:errBodyLimit]
-	}
-	b = bytes.TrimSpace(b)
-	if len(b) == 0 {
-		return "(empty body)"
-	}
-	return strconv.Quote(string(b))
-}
+func excerpt(b []byte) string { return outputs.Excerpt(b, errBodyLimit) }
 
 // Check posts an empty batch ({"lines":[]}) with the key: it proves that
 // the name resolves, the TLS certificate verifies and the key is accepted,

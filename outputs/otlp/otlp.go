@@ -30,14 +30,11 @@ package otlp
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"maps"
-	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -148,18 +145,9 @@ func New(o Options, log *slog.Logger) (*Output, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if o.Endpoint == "" {
-		return nil, errors.New("endpoint: required (e.g. https://otel-gateway:4318)")
-	}
-	u, err := url.Parse(o.Endpoint)
+	u, err := outputs.ParseHTTPURL("endpoint", o.Endpoint, "https://otel-gateway:4318", "headers_files")
 	if err != nil {
-		return nil, fmt.Errorf("endpoint: %w", err)
-	}
-	if u.Scheme != "https" && u.Scheme != "http" || u.Host == "" {
-		return nil, fmt.Errorf("endpoint: %q is not an http:// or https:// URL", o.Endpoint)
-	}
-	if u.User != nil {
-		return nil, errors.New("endpoint: must not hold credentials (use headers_files)")
+		return nil, err
 	}
 	if !strings.HasSuffix(u.Path, "/v1/logs") {
 		u.Path = strings.TrimSuffix(u.Path, "/") + "/v1/logs"
@@ -222,22 +210,9 @@ func New(o Options, log *slog.Logger) (*Output, error) {
 		log.Warn("otlp output: endpoint is http://, headers and audit events travel unencrypted", "host", u.Host)
 	}
 	out := &Output{
-		log: log,
-		client: &http.Client{
-			Transport: &http.Transport{
-				Proxy:                 http.ProxyFromEnvironment,
-				DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-				TLSClientConfig:       tlsConf,
-				TLSHandshakeTimeout:   10 * time.Second,
-				ForceAttemptHTTP2:     true,
-				MaxIdleConnsPerHost:   4,
-				IdleConnTimeout:       90 * time.Second,
-				ExpectContinueTimeout: time.Second,
-				DisableCompression:    true,
-			},
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
-		url: u.String(), host: u.Host, userAgent: o.UserAgent, gzip: o.Compression == "gzip",
+		log:    log,
+		client: outputs.NewHTTPClient(tlsConf),
+		url:    u.String(), host: u.Host, userAgent: o.UserAgent, gzip: o.Compression == "gzip",
 		maxBody: int(o.MaxRequestBytes), timeout: o.Timeout, headers: o.Headers, files: o.HeadersFiles,
 		enc: encoder{mapBody: o.Body == "map"},
 	}
@@ -463,24 +438,9 @@ func (c *cancelBody) Close() error {
 	return err
 }
 
-func transportErr(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) && ue.Err != nil {
-		return ue.Err
-	}
-	return err
-}
+func transportErr(err error) error { return outputs.TransportError(err) }
 
-func excerpt(b []byte) string {
-	b = bytes.TrimSpace(b)
-	if len(b) > errBodyLimit {
-		b = b[:errBodyLimit]
-	}
-	if len(b) == 0 {
-		return "(empty body)"
-	}
-	return fmt.Sprintf("%q", b)
-}
+func excerpt(b []byte) string { return outputs.Excerpt(b, errBodyLimit) }
 
 // Check posts an empty ExportLogsServiceRequest: it proves that the name
 // resolves, TLS verifies and the headers are accepted, and creates no log
