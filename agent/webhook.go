@@ -125,7 +125,7 @@ func (a *Agent) openWebhook(in *input) (err error) {
 			ReadHeaderTimeout: 10 * time.Second,
 			ReadTimeout:       2 * time.Minute, // a 12 MiB body over a slow link
 			IdleTimeout:       2 * time.Minute,
-			ErrorLog:          log.New(slogWriter{in.log}, "", 0),
+			ErrorLog:          log.New(slogWriter{log: in.log, limiter: &logLimiter{}}, "", 0),
 		},
 	}
 	switch {
@@ -218,10 +218,17 @@ func (a *Agent) trim(points map[*input]int64) {
 	}
 }
 
-// slogWriter makes net/http's error log (TLS handshake errors) a warning.
-type slogWriter struct{ log *slog.Logger }
+// slogWriter makes net/http's error log (TLS handshake errors: a client
+// without the CA, a port scanner) a warning, at most one every 10s.
+type slogWriter struct {
+	log     *slog.Logger
+	limiter *logLimiter
+}
 
 func (w slogWriter) Write(p []byte) (int, error) {
-	w.log.Warn("webhook listener", "error", string(bytes.TrimSpace(p)))
+	msg := string(bytes.TrimSpace(p))
+	w.limiter.log("listener", func(suppressed int) {
+		w.log.Warn("webhook listener: a connection failed", "error", msg, "similar_suppressed", suppressed)
+	})
 	return len(p), nil
 }
