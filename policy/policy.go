@@ -255,37 +255,20 @@ type Decision struct {
 // Drop reports whether the event is not to be written at all.
 func (d Decision) Drop() bool { return d.Level == None || d.Omit }
 
-// request holds the decoded attributes of an event that rules match on.
-type request struct {
-	user, verb                          []byte
-	groups                              []byte // raw JSON array
-	resourceRequest                     bool
-	namespace, group, resource, sub, nm []byte
-	path                                []byte
-}
-
 // Decide evaluates the policy for the event ev, which parser.Scan filled
 // from line, as kube-apiserver evaluates it for the request the event
 // records: the user (user.username, user.groups, not the impersonated
 // user: the apiserver evaluates its policy before impersonation), the verb,
 // and either the objectRef (a resource request) or, without an objectRef,
-// the path of requestURI (a non-resource request). It does not allocate
-// when the fields have no escapes and the request URI no percent escapes
-// (and rarely otherwise).
+// the path of requestURI (a non-resource request). It does not allocate.
 func (p *Policy) Decide(line []byte, ev *parser.Event) Decision {
-	var buf [512]byte
-	sc := scratch{buf: buf[:0]}
-	var r request
-	r.user = sc.str(ev.Username)
-	r.verb = sc.str(ev.Verb)
-	r.groups = ev.UserGroups
 	o := &ev.ObjectRef
-	r.resourceRequest = o.Resource != nil || o.Namespace != nil || o.Name != nil ||
+	resourceRequest := o.Resource != nil || o.Namespace != nil || o.Name != nil ||
 		o.APIGroup != nil || o.APIVersion != nil || o.Subresource != nil
 	stage := stageBit(ev.Stage)
 	for i := range p.rules {
 		ru := &p.rules[i]
-		if !ru.matches(&r, ev, &sc) {
+		if !ru.matches(ev, resourceRequest) {
 			continue
 		}
 		return Decision{Level: ru.level, Omit: ru.omit&stage != 0, OmitManagedFields: ru.omitMF, Rule: i}
@@ -293,54 +276,74 @@ func (p *Policy) Decide(line []byte, ev *parser.Event) Decision {
 	return Decision{Level: None, Omit: p.omit&stage != 0, OmitManagedFields: p.OmitManagedFields, Rule: -1}
 }
 
-func (ru *rule) matches(r *request, ev *parser.Event, sc *scratch) bool {
-	if len(ru.users) > 0 && !contains(ru.users, r.user) {
+func (ru *rule) matches(ev *parser.Event, resourceRequest bool) bool {
+	if len(ru.users) > 0 && !containsRaw(ru.users, ev.Username) {
 		return false
 	}
-	if len(ru.groups) > 0 && !anyGroup(ru.groups, r.groups, sc) {
+	if len(ru.groups) > 0 && !anyGroup(ru.groups, ev.UserGroups) {
 		return false
 	}
-	if len(ru.verbs) > 0 && !contains(ru.verbs, r.verb) {
+	if len(ru.verbs) > 0 && !containsRaw(ru.verbs, ev.Verb) {
 		return false
 	}
 	if ru.resourceRule {
-		return ru.matchesResource(r, ev, sc)
+		return resourceRequest && ru.matchesResource(&ev.ObjectRef)
 	}
 	if ru.urlRule {
-		return ru.matchesURL(r, ev, sc)
+		return !resourceRequest && ru.matchesURL(ev.RequestURI)
 	}
 	return true
 }
 
-func (ru *rule) matchesResource(r *request, ev *parser.Event, sc *scratch) bool {
-	if !r.resourceRequest {
-		return false
-	}
-	r.decodeObjectRef(ev, sc)
-	if len(ru.namespaces) > 0 && !contains(ru.namespaces, r.namespace) {
+func (ru *rule) matchesResource(o *parser.ObjectRef) bool {
+	if len(ru.namespaces) > 0 && !containsRaw(ru.namespaces, o.Namespace) {
 		return false
 	}
 	if len(ru.resources) == 0 {
 		return true
 	}
+	res, sub, group, name := o.Resource, o.Subresource, o.APIGroup, o.Name
+	if !plain(res) || !plain(sub) || !plain(group) || !plain(name) {
+		// Escapes: decode (rare; the buffer stays on the stack).
+		var buf [512]byte
+		b := buf[:0]
+		res, b = unquoteTo(b, res)
+		sub, b = unquoteTo(b, sub)
+		group, b = unquoteTo(b, group)
+		name, _ = unquoteTo(b, name)
+	}
 	for i := range ru.resources {
 		gr := &ru.resources[i]
-		if gr.Group != "*" && gr.Group != string(r.group) {
+		if gr.Group != "*" && gr.Group != string(group) {
 			continue
 		}
 		if len(gr.Resources) == 0 {
 			return true
 		}
-		if len(gr.ResourceNames) > 0 && !contains(gr.ResourceNames, r.nm) {
+		if len(gr.ResourceNames) > 0 && !contains(gr.ResourceNames, name) {
 			continue
 		}
 		for _, pat := range gr.Resources {
-			if resourceMatches(pat, r.resource, r.sub) {
+			if resourceMatches(pat, res, sub) {
 				return true
 			}
 		}
 	}
 	return false
+}
+
+// unquoteTo decodes the raw JSON string body raw at the end of b and
+// returns the decoded value and b extended.
+func unquoteTo(b, raw []byte) ([]byte, []byte) {
+	if plain(raw) {
+		return raw, b
+	}
+	n := len(b)
+	out, err := parser.Unquote(b, raw)
+	if err != nil {
+		return raw, b
+	}
+	return out[n:], out
 }
 
 // resourceMatches reports whether a rule's resource pattern matches
@@ -368,38 +371,19 @@ func resourceMatches(pat string, res, sub []byte) bool {
 	return false
 }
 
-func (ru *rule) matchesURL(r *request, ev *parser.Event, sc *scratch) bool {
-	if r.resourceRequest {
-		return false
-	}
-	if r.path == nil {
-		r.path = sc.path(ev.RequestURI)
-	}
+func (ru *rule) matchesURL(rawURI []byte) bool {
+	var buf [512]byte
+	path := requestPath(buf[:0], rawURI)
 	for _, u := range ru.urls {
 		if u.prefix {
-			if len(r.path) >= len(u.s) && string(r.path[:len(u.s)]) == u.s {
+			if len(path) >= len(u.s) && string(path[:len(u.s)]) == u.s {
 				return true
 			}
-		} else if string(r.path) == u.s {
+		} else if string(path) == u.s {
 			return true
 		}
 	}
 	return false
-}
-
-func (r *request) decodeObjectRef(ev *parser.Event, sc *scratch) {
-	if r.resource != nil || r.group != nil || r.namespace != nil {
-		return
-	}
-	o := &ev.ObjectRef
-	r.namespace = sc.str(o.Namespace)
-	r.group = sc.str(o.APIGroup)
-	r.resource = sc.str(o.Resource)
-	r.sub = sc.str(o.Subresource)
-	r.nm = sc.str(o.Name)
-	if r.resource == nil {
-		r.resource = []byte{}
-	}
 }
 
 func contains(list []string, b []byte) bool {
@@ -411,41 +395,33 @@ func contains(list []string, b []byte) bool {
 	return false
 }
 
+// containsRaw reports whether the decoded value of the raw JSON string body
+// raw is in list; nil (absent) is the empty string.
+func containsRaw(list []string, raw []byte) bool {
+	if plain(raw) {
+		return contains(list, raw)
+	}
+	var buf [256]byte
+	v, err := parser.Unquote(buf[:0], raw)
+	if err != nil {
+		return contains(list, raw)
+	}
+	return contains(list, v)
+}
+
 // anyGroup reports whether one of the strings of the raw JSON array groups
 // is in list.
-func anyGroup(list []string, groups []byte, sc *scratch) bool {
+func anyGroup(list []string, groups []byte) bool {
 	for i := 0; ; {
 		raw, next, ok := nextString(groups, i)
 		if !ok {
 			return false
 		}
-		if raw != nil && contains(list, sc.str(raw)) {
+		if raw != nil && containsRaw(list, raw) {
 			return true
 		}
 		i = next
 	}
-}
-
-// scratch decodes JSON strings with escapes into a buffer, on the stack
-// while it lasts.
-type scratch struct {
-	buf []byte
-}
-
-// str returns the decoded value of the raw JSON string body raw: raw itself
-// when it has no escape and is valid UTF-8 (the fast path), else its
-// decoding as encoding/json would do it (into sc.buf). nil stays nil.
-func (sc *scratch) str(raw []byte) []byte {
-	if raw == nil || plain(raw) {
-		return raw
-	}
-	n := len(sc.buf)
-	b, err := parser.Unquote(sc.buf, raw)
-	if err != nil {
-		return raw
-	}
-	sc.buf = b
-	return b[n:len(b):len(b)]
 }
 
 // plain reports whether raw decodes to itself: no escape, valid UTF-8.
@@ -461,36 +437,30 @@ func plain(raw []byte) bool {
 	return true
 }
 
-// path returns the path of a request URI (raw JSON string body): the part
-// before '?', percent-decoded as net/url does (left as it is when an escape
-// is invalid).
-func (sc *scratch) path(rawURI []byte) []byte {
-	u := sc.str(rawURI)
-	if u == nil {
-		return []byte{}
-	}
+// requestPath returns the path of a request URI (a raw JSON string body),
+// decoding into b if need be: the part before '?', percent-decoded as
+// net/url does (left as it is when an escape is invalid).
+func requestPath(b, rawURI []byte) []byte {
+	u, b := unquoteTo(b, rawURI)
 	if i := bytes.IndexByte(u, '?'); i >= 0 {
 		u = u[:i]
 	}
 	if bytes.IndexByte(u, '%') < 0 {
 		return u
 	}
-	n := len(sc.buf)
-	out := sc.buf
+	n := len(b)
 	for i := 0; i < len(u); i++ {
 		c := u[i]
 		if c == '%' {
 			if i+2 >= len(u) || !isHex(u[i+1]) || !isHex(u[i+2]) {
-				sc.buf = sc.buf[:n]
 				return u
 			}
 			c = unhex(u[i+1])<<4 | unhex(u[i+2])
 			i += 2
 		}
-		out = append(out, c)
+		b = append(b, c)
 	}
-	sc.buf = out
-	return out[n:len(out):len(out)]
+	return b[n:]
 }
 
 func isHex(c byte) bool {

@@ -96,7 +96,7 @@ const header = "apiVersion: audit.k8s.io/v1\nkind: Policy\n"
 
 var (
 	alice = req{user: "alice", groups: []string{"dev", "system:authenticated"}}
-	node  = req{user: "system:node:n1", groups: []string{"system:nodes", "system:authenticated"}}
+	kubelet  = req{user: "system:node:n1", groups: []string{"system:nodes", "system:authenticated"}}
 )
 
 func (r req) do(verb, group, res, ns string) req {
@@ -119,7 +119,7 @@ func TestDecideRuleFields(t *testing.T) {
 		{"users: a listed user matches", `users: [alice]`, alice.do("get", "", "pods", "default"), Request},
 		{"users: another user does not", `users: [bob]`, alice.do("get", "", "pods", "default"), Metadata},
 		{"users: the name with escapes is decoded", `users: ["al@ice"]`, req{rawUser: `al\u0040ice`}.do("get", "", "pods", "default"), Request},
-		{"userGroups: one group in common matches", `userGroups: [system:nodes, other]`, node.do("get", "", "pods", ""), Request},
+		{"userGroups: one group in common matches", `userGroups: [system:nodes, other]`, kubelet.do("get", "", "pods", ""), Request},
 		{"userGroups: no group in common does not", `userGroups: [system:nodes]`, alice.do("get", "", "pods", ""), Metadata},
 		{"userGroups: a user without groups does not", `userGroups: [system:nodes]`, req{user: "x"}.do("get", "", "pods", ""), Metadata},
 		{"verbs: a listed verb matches", `verbs: [create, update]`, alice.do("update", "", "pods", "default"), Request},
@@ -202,18 +202,18 @@ rules:
 		if d := decide(t, p, alice.do("create", "", "pods", "x").line()); d.Level != None || d.Rule != 0 || !d.Drop() {
 			t.Errorf("%+v", d)
 		}
-		if d := decide(t, p, node.do("create", "", "pods", "x").line()); d.Level != RequestResponse || d.Rule != 1 {
+		if d := decide(t, p, kubelet.do("create", "", "pods", "x").line()); d.Level != RequestResponse || d.Rule != 1 {
 			t.Errorf("%+v", d)
 		}
 	})
 	t.Run("no rule matching is level None", func(t *testing.T) {
-		if d := decide(t, p, node.do("get", "", "pods", "x").line()); d.Level != None || d.Rule != -1 || !d.Drop() {
+		if d := decide(t, p, kubelet.do("get", "", "pods", "x").line()); d.Level != None || d.Rule != -1 || !d.Drop() {
 			t.Errorf("%+v", d)
 		}
 	})
 	t.Run("omitStages is the union of the policy's and the rule's", func(t *testing.T) {
 		for stage, omit := range map[string]bool{"RequestReceived": true, "ResponseStarted": true, "ResponseComplete": false, "Panic": false} {
-			r := node.do("create", "", "pods", "x")
+			r := kubelet.do("create", "", "pods", "x")
 			r.stage = stage
 			if d := decide(t, p, r.line()); d.Omit != omit || d.Drop() != omit {
 				t.Errorf("stage %s: %+v, want omit %v", stage, d, omit)
@@ -222,7 +222,7 @@ rules:
 	})
 	t.Run("a rule without omitStages has the policy's", func(t *testing.T) {
 		p := mustParse(t, header+"omitStages: [RequestReceived]\nrules: [{level: Metadata}]\n")
-		r := node.do("create", "", "pods", "x")
+		r := kubelet.do("create", "", "pods", "x")
 		r.stage = "RequestReceived"
 		if d := decide(t, p, r.line()); !d.Omit {
 			t.Errorf("%+v", d)
