@@ -24,10 +24,10 @@ type Path struct {
 type segKind uint8
 
 const (
-	segKey   segKind = iota // a member by name
-	segAnyKey               // *: every member
-	segAll                  // [*]: every element
-	segIndex                // [N]
+	segKey    segKind = iota // a member by name
+	segAnyKey                // *: every member
+	segAll                   // [*]: every element
+	segIndex                 // [N]
 )
 
 type segment struct {
@@ -332,10 +332,10 @@ func (n *node) selects(v []byte) bool {
 }
 
 // escapedName reports whether v has a \u escape of a character that can be
-// part of a key we look for (a letter, a digit, '-', '.', '/', '_'), or a
-// \\/: such a
-// key would not match a needle. encoding/json never escapes those, so real
-// events have none; \u003c, \u0026 or \u00e9 do not count.
+// part of a key we look for (a letter, a digit, '-', '.', '/', '_'), or
+// an escaped slash: such a key would not match a needle. encoding/json
+// never escapes those, so real events have none; \u003c, \u0026 or \u00e9
+// do not count.
 func escapedName(v []byte) bool {
 	if bytes.Contains(v, []byte(`\/`)) {
 		return true

@@ -95,8 +95,8 @@ func decide(t testing.TB, p *Policy, line []byte) Decision {
 const header = "apiVersion: audit.k8s.io/v1\nkind: Policy\n"
 
 var (
-	alice = req{user: "alice", groups: []string{"dev", "system:authenticated"}}
-	kubelet  = req{user: "system:node:n1", groups: []string{"system:nodes", "system:authenticated"}}
+	alice   = req{user: "alice", groups: []string{"dev", "system:authenticated"}}
+	kubelet = req{user: "system:node:n1", groups: []string{"system:nodes", "system:authenticated"}}
 )
 
 func (r req) do(verb, group, res, ns string) req {
