@@ -184,6 +184,7 @@ type rule struct {
 	users      []string
 	groups     []string
 	verbs      []string
+	verbMask   uint16 // the known verbs of verbs
 	namespaces []string
 	resources  []GroupResources
 	urls       []urlPattern
@@ -213,6 +214,9 @@ func (p *Policy) compile() {
 		}
 		if r.OmitManagedFields != nil {
 			c.omitMF = *r.OmitManagedFields
+		}
+		for _, v := range r.Verbs {
+			c.verbMask |= verbBit([]byte(v))
 		}
 		c.resourceRule = len(r.Namespaces) > 0 || len(r.Resources) > 0
 		c.urlRule = !c.resourceRule && len(r.NonResourceURLs) > 0
@@ -262,13 +266,47 @@ func (d Decision) Drop() bool { return d.Level == None || d.Omit }
 // and either the objectRef (a resource request) or, without an objectRef,
 // the path of requestURI (a non-resource request). It does not allocate.
 func (p *Policy) Decide(line []byte, ev *parser.Event) Decision {
+	var a attrs
 	o := &ev.ObjectRef
-	resourceRequest := o.Resource != nil || o.Namespace != nil || o.Name != nil ||
+	a.resourceRequest = o.Resource != nil || o.Namespace != nil || o.Name != nil ||
 		o.APIGroup != nil || o.APIVersion != nil || o.Subresource != nil
+	a.user, a.verb = ev.Username, ev.Verb
+	a.ns, a.group, a.res, a.sub, a.name = o.Namespace, o.APIGroup, o.Resource, o.Subresource, o.Name
+	a.uri = ev.RequestURI
+	var buf [512]byte
+	if !plain(a.user) || !plain(a.verb) || !plain(a.ns) || !plain(a.group) || !plain(a.res) || !plain(a.sub) || !plain(a.name) {
+		// Escapes (rare): decode, into buf while it lasts.
+		b := buf[:0]
+		a.user, b = unquoteTo(b, a.user)
+		a.verb, b = unquoteTo(b, a.verb)
+		a.ns, b = unquoteTo(b, a.ns)
+		a.group, b = unquoteTo(b, a.group)
+		a.res, b = unquoteTo(b, a.res)
+		a.sub, b = unquoteTo(b, a.sub)
+		a.name, _ = unquoteTo(b, a.name)
+	}
+	a.verbBit = verbBit(a.verb)
+	a.groupsRaw = ev.UserGroups
+	for i := 0; ; {
+		raw, next, ok := nextString(ev.UserGroups, i)
+		if !ok {
+			break
+		}
+		i = next
+		if raw == nil {
+			continue
+		}
+		if a.ng == len(a.groups) || !plain(raw) {
+			a.ng, a.slowGroups = 0, true
+			break
+		}
+		a.groups[a.ng] = raw
+		a.ng++
+	}
 	stage := stageBit(ev.Stage)
 	for i := range p.rules {
 		ru := &p.rules[i]
-		if !ru.matches(ev, resourceRequest) {
+		if !ru.matches(&a) {
 			continue
 		}
 		return Decision{Level: ru.level, Omit: ru.omit&stage != 0, OmitManagedFields: ru.omitMF, Rule: i}
@@ -276,55 +314,94 @@ func (p *Policy) Decide(line []byte, ev *parser.Event) Decision {
 	return Decision{Level: None, Omit: p.omit&stage != 0, OmitManagedFields: p.OmitManagedFields, Rule: -1}
 }
 
-func (ru *rule) matches(ev *parser.Event, resourceRequest bool) bool {
-	if len(ru.users) > 0 && !containsRaw(ru.users, ev.Username) {
+// attrs are the attributes of a request that rules match on, decoded.
+type attrs struct {
+	user, verb                []byte
+	verbBit                   uint16
+	ns, group, res, sub, name []byte
+	uri                       []byte // raw
+	resourceRequest           bool
+	groups                    [16][]byte
+	ng                        int
+	slowGroups                bool   // more groups, or escapes: use groupsRaw
+	groupsRaw                 []byte // raw JSON array
+}
+
+var knownVerbs = [...]string{"get", "list", "watch", "create", "update", "patch", "delete", "deletecollection", "proxy"}
+
+// verbBit returns the bit of a known verb, or 0.
+func verbBit(v []byte) uint16 {
+	for i, k := range knownVerbs {
+		if string(v) == k {
+			return 1 << i
+		}
+	}
+	return 0
+}
+
+func (ru *rule) matches(a *attrs) bool {
+	if len(ru.verbs) > 0 {
+		if a.verbBit != 0 {
+			if ru.verbMask&a.verbBit == 0 {
+				return false
+			}
+		} else if !contains(ru.verbs, a.verb) {
+			return false
+		}
+	}
+	if ru.resourceRule && !a.resourceRequest || ru.urlRule && a.resourceRequest {
 		return false
 	}
-	if len(ru.groups) > 0 && !anyGroup(ru.groups, ev.UserGroups) {
+	if len(ru.users) > 0 && !contains(ru.users, a.user) {
 		return false
 	}
-	if len(ru.verbs) > 0 && !containsRaw(ru.verbs, ev.Verb) {
-		return false
+	if len(ru.groups) > 0 {
+		if a.slowGroups {
+			if !anyGroup(ru.groups, a.groupsRaw) {
+				return false
+			}
+		} else if !anyOf(ru.groups, a.groups[:a.ng]) {
+			return false
+		}
 	}
 	if ru.resourceRule {
-		return resourceRequest && ru.matchesResource(&ev.ObjectRef)
+		return ru.matchesResource(a)
 	}
 	if ru.urlRule {
-		return !resourceRequest && ru.matchesURL(ev.RequestURI)
+		return ru.matchesURL(a.uri)
 	}
 	return true
 }
 
-func (ru *rule) matchesResource(o *parser.ObjectRef) bool {
-	if len(ru.namespaces) > 0 && !containsRaw(ru.namespaces, o.Namespace) {
+func anyOf(list []string, bs [][]byte) bool {
+	for _, b := range bs {
+		if contains(list, b) {
+			return true
+		}
+	}
+	return false
+}
+
+func (ru *rule) matchesResource(a *attrs) bool {
+	if len(ru.namespaces) > 0 && !contains(ru.namespaces, a.ns) {
 		return false
 	}
 	if len(ru.resources) == 0 {
 		return true
 	}
-	res, sub, group, name := o.Resource, o.Subresource, o.APIGroup, o.Name
-	if !plain(res) || !plain(sub) || !plain(group) || !plain(name) {
-		// Escapes: decode (rare; the buffer stays on the stack).
-		var buf [512]byte
-		b := buf[:0]
-		res, b = unquoteTo(b, res)
-		sub, b = unquoteTo(b, sub)
-		group, b = unquoteTo(b, group)
-		name, _ = unquoteTo(b, name)
-	}
 	for i := range ru.resources {
 		gr := &ru.resources[i]
-		if gr.Group != "*" && gr.Group != string(group) {
+		if gr.Group != "*" && gr.Group != string(a.group) {
 			continue
 		}
 		if len(gr.Resources) == 0 {
 			return true
 		}
-		if len(gr.ResourceNames) > 0 && !contains(gr.ResourceNames, name) {
+		if len(gr.ResourceNames) > 0 && !contains(gr.ResourceNames, a.name) {
 			continue
 		}
 		for _, pat := range gr.Resources {
-			if resourceMatches(pat, res, sub) {
+			if resourceMatches(pat, a.res, a.sub) {
 				return true
 			}
 		}
