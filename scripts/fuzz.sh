@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every fuzz target of ./parser for FUZZTIME each (make fuzz-short, make fuzz).
+# Runs every fuzz target of ./parser and ./policy for FUZZTIME each (make fuzz-short, make fuzz).
 # A run that ends with Go's "context deadline exceeded" and leaves no new
 # crasher in testdata/fuzz is the fuzzing engine timing out on a loaded
 # machine (golang/go#75804), not a finding: that target is run once more.
@@ -8,20 +8,22 @@ set -euo pipefail
 GO=${GO:-go}
 FUZZTIME=${FUZZTIME:-20s}
 cd "$(dirname "$0")/.."
-for t in $($GO test -list '^Fuzz' ./parser | grep '^Fuzz'); do
+for pkg in parser policy; do
+for t in $($GO test -list '^Fuzz' ./$pkg | grep '^Fuzz'); do
 	for attempt in 1 2; do
 		echo "fuzz $t for $FUZZTIME"
-		before=$({ find parser/testdata/fuzz -type f 2>/dev/null || true; } | wc -l)
-		if out=$($GO test -run '^$' -fuzz "^$t\$" -fuzztime "$FUZZTIME" ./parser 2>&1); then
+		before=$({ find $pkg/testdata/fuzz -type f 2>/dev/null || true; } | wc -l)
+		if out=$($GO test -run '^$' -fuzz "^$t\$" -fuzztime "$FUZZTIME" ./$pkg 2>&1); then
 			echo "$out" | tail -n 2
 			break
 		fi
 		echo "$out"
-		after=$({ find parser/testdata/fuzz -type f 2>/dev/null || true; } | wc -l)
+		after=$({ find $pkg/testdata/fuzz -type f 2>/dev/null || true; } | wc -l)
 		if [ "$attempt" = 1 ] && [ "$before" = "$after" ] && grep -q 'context deadline exceeded' <<<"$out"; then
 			echo "fuzz $t: the fuzzing engine timed out without a finding (golang/go#75804); running it once more"
 			continue
 		fi
 		exit 1
 	done
+done
 done
