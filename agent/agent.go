@@ -238,9 +238,15 @@ func newAgent(cfg *Config, log *slog.Logger, build BuildFunc, opts Options, stor
 			a.closeOutputs(context.Background())
 			return nil, fmt.Errorf("outputs[%d] (%s %q): %w", i, oc.Type, oc.Name, err)
 		}
+		pol, err := LoadOutputPolicy(oc)
+		if err != nil {
+			out.Close(context.Background())
+			a.closeOutputs(context.Background())
+			return nil, fmt.Errorf("outputs[%d] (%s %q): %w", i, oc.Type, oc.Name, err)
+		}
 		a.outputs = append(a.outputs, &output{
 			name: oc.Name, out: out, stats: newOutputStats(oc.Name), dead: newDeadLetter(oc.DeadLetter),
-			onParseError: oc.OnParseError, log: log.With("output", oc.Name),
+			onParseError: oc.OnParseError, policy: pol, log: log.With("output", oc.Name),
 		})
 	}
 	for _, ic := range cfg.Inputs {

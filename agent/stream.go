@@ -24,6 +24,8 @@ type output struct {
 	stats        *OutputStats
 	dead         *deadLetter
 	onParseError string
+	policy       outputPolicy // policy_file and redact
+	policyStats  policyStats
 	log          *slog.Logger
 	sendMu       sync.Mutex
 }
@@ -49,6 +51,11 @@ type stream struct {
 
 	batch outputs.Batch
 	keep  []int
+
+	// rewrite's buffers (policy and redaction)
+	entries []struct{ i, start, end int }
+	rwBuf   []byte
+	scratch []byte
 }
 
 // run delivers until the input ends or ctx (reading) is done; sends use
@@ -166,7 +173,7 @@ func (s *stream) filter(c *source.Chunk) {
 		st.ParseDropped.Add(int64(bad))
 	}
 	window := !s.a.since.IsZero() || !s.a.until.IsZero()
-	if !window && bad == 0 {
+	if !window && bad == 0 && !s.out.policy.active() {
 		return
 	}
 	filtered := int64(0)
@@ -181,6 +188,10 @@ func (s *stream) filter(c *source.Chunk) {
 		s.keep = append(s.keep, i)
 	}
 	st.Filtered.Add(filtered)
+	if s.out.policy.active() {
+		s.rewrite(c, s.keep)
+		return
+	}
 	if len(s.keep) < c.Len() {
 		s.batch.Keep(s.keep)
 	}

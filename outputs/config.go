@@ -30,13 +30,19 @@ type Config struct {
 	// DeadLetter is the JSON-lines file that receives events the sink
 	// rejected permanently. Default: <state_dir>/deadletter/<name>.jsonl.
 	DeadLetter string `yaml:"dead_letter"`
+	// PolicyFile is an audit.k8s.io/v1 Policy applied to this output's
+	// events with kube-apiserver's semantics (package policy): level None
+	// or an omitted stage drops an event, a lower level cuts it.
+	PolicyFile string `yaml:"policy_file"`
+	// Redact lists field paths to mask, or the presets secrets and tokens.
+	Redact []string `yaml:"redact"`
 
 	options *yaml.Node // the type's own keys
 	line    int
 }
 
 // commonKeys are decoded into Config itself.
-var commonKeys = map[string]bool{"name": true, "type": true, "on_parse_error": true, "dead_letter": true}
+var commonKeys = map[string]bool{"name": true, "type": true, "on_parse_error": true, "dead_letter": true, "policy_file": true, "redact": true}
 
 // UnmarshalYAML decodes the common keys and keeps the rest for the sink.
 func (c *Config) UnmarshalYAML(n *yaml.Node) error {

@@ -31,6 +31,10 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		if err != nil {
 			return fmt.Errorf("outputs[%d] (%s %q): %w", i, oc.Type, oc.Name, err)
 		}
+		if _, err := agent.LoadOutputPolicy(oc); err != nil {
+			out.Close(ctx)
+			return fmt.Errorf("outputs[%d] (%s %q): %w", i, oc.Type, oc.Name, err)
+		}
 		status := "ok"
 		if *connect {
 			if c, ok := out.(outputs.Checker); ok {
