@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"runtime"
 	"strings"
 	"sync"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/audittail/audittail/outputs"
 	"github.com/audittail/audittail/parser"
+	"github.com/audittail/audittail/policy"
 	"github.com/audittail/audittail/source"
 	"github.com/audittail/audittail/source/file"
 	"github.com/audittail/audittail/source/webhook"
@@ -120,8 +122,9 @@ type input struct {
 	hub     *hub
 	limiter logLimiter
 	log     *slog.Logger
-	onError map[string]string // output -> on_parse_error, for the log line
-	hook    *webhookInput     // a webhook input's spool and listener
+	onError map[string]string   // output -> on_parse_error, for the log line
+	hook    *webhookInput       // a webhook input's spool and listener
+	annot   *policy.Annotations // add_annotations (global and the input's)
 
 	poolsMu sync.Mutex
 	pools   []*source.Pool // of every reader opened (memory accounting)
@@ -251,6 +254,12 @@ func newAgent(cfg *Config, log *slog.Logger, build BuildFunc, opts Options, stor
 	}
 	for _, ic := range cfg.Inputs {
 		in := &input{cfg: ic, key: ic.Key(), stats: &source.Stats{}, log: log.With("input", ic.Key()), onError: map[string]string{}}
+		annot := maps.Clone(cfg.AddAnnotations)
+		if annot == nil {
+			annot = map[string]string{}
+		}
+		maps.Copy(annot, ic.AddAnnotations)
+		in.annot = policy.NewAnnotations(annot)
 		a.inputs = append(a.inputs, in)
 		for _, o := range a.outputs {
 			in.onError[o.name] = o.onParseError
@@ -559,6 +568,19 @@ func (a *Agent) inWindow(ev *parser.Event) bool {
 		return true
 	}
 	return (a.since.IsZero() || !ts.Before(a.since)) && (a.until.IsZero() || ts.Before(a.until))
+}
+
+// annotate adds the input's add_annotations to every valid event of c.
+func (in *input) annotate(c *source.Chunk) {
+	if in.annot == nil {
+		return
+	}
+	c.Rewrite(func(dst []byte, i int, line []byte) []byte {
+		if !c.OK[i] {
+			return append(dst, line...)
+		}
+		return in.annot.Add(dst, line, c.Events[i].Annotations)
+	})
 }
 
 // logParseErrors logs the chunk's invalid lines, rate-limited per reason.

@@ -24,6 +24,9 @@ type Config struct {
 	StateDir string `yaml:"state_dir"`
 	// Inputs are the audit logs to follow.
 	Inputs []InputConfig `yaml:"inputs"`
+	// AddAnnotations are added to every event of every input (an input's
+	// own add_annotations win for the same key).
+	AddAnnotations map[string]string `yaml:"add_annotations"`
 	// Batch says when a batch is closed and sent.
 	Batch BatchConfig `yaml:"batch"`
 	// Outputs each get their own batches, retries and position; all share
@@ -81,6 +84,9 @@ type InputConfig struct {
 	// what the live file already holds, beginning reads it from offset 0.
 	// File inputs only.
 	StartAt StartAt `yaml:"start_at"`
+	// AddAnnotations are added to every event's annotations (e.g.
+	// audittail.io/cluster: prod-eu-1), over the top-level ones.
+	AddAnnotations map[string]string `yaml:"add_annotations"`
 
 	// The webhook input's options.
 

@@ -126,6 +126,7 @@ func (h *hub) read(out chan<- *parsing) error {
 			defer func() { <-workers }()
 			c.Parse()
 			h.in.logParseErrors(c)
+			h.in.annotate(c)
 			close(p.done)
 		}()
 		out <- p

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -102,5 +103,31 @@ func TestABadPolicyFileStopsTheStartNamingTheOutputAndTheRule(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Fatalf("error %q does not say %q", err, want)
 		}
+	}
+}
+
+func TestAddAnnotationsMarkEveryEventOfTheInputForEveryOutput(t *testing.T) {
+	h := newHarness(t, func(c *Config) {
+		c.AddAnnotations = map[string]string{"audittail.io/cluster": "global", "audittail.io/region": "eu"}
+		c.Inputs[0].AddAnnotations = map[string]string{"audittail.io/cluster": "prod-eu-1"}
+	})
+	h.start(Options{})
+	appendLines(t, h.input, append(events(0, 50), "not json"))
+	got := h.waitDelivered(51)
+	h.stop()
+	for i, line := range got[:50] {
+		var ev struct {
+			AuditID     string
+			Annotations map[string]string
+		}
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Fatalf("line %d: %v: %s", i, err, line)
+		}
+		if ev.AuditID != fmt.Sprintf("id-%06d", i) || ev.Annotations["audittail.io/cluster"] != "prod-eu-1" || ev.Annotations["audittail.io/region"] != "eu" {
+			t.Fatalf("line %d: %s", i, line)
+		}
+	}
+	if got[50] != "not json" {
+		t.Fatalf("an invalid line was changed: %q", got[50])
 	}
 }

@@ -117,6 +117,7 @@ func (s *stream) catchUp(ctx, sendCtx context.Context) error {
 		s.ownReads.Add(1)
 		c.Parse()
 		s.in.logParseErrors(c)
+		s.in.annotate(c)
 		s.handle(sendCtx, c)
 		if ctx.Err() != nil {
 			continue // drain what the reader has, then EOF

@@ -53,6 +53,7 @@ type Chunk struct {
 	OK     []bool      // OK[i]: line i is a valid audit event
 	Errs   []LineError // the lines that are not, in order
 
+	alt  []byte // Rewrite's other buffer
 	refs atomic.Int32
 	pool *Pool
 }
@@ -102,6 +103,21 @@ func (c *Chunk) Parse() {
 			c.Errs = append(c.Errs, LineError{i, err})
 		}
 	}
+}
+
+// Rewrite replaces every line with what fn appends to dst for it (line i,
+// without its newline), then parses the chunk again. It is for a reader's
+// owner before it hands the chunk out (static annotations of an input).
+func (c *Chunk) Rewrite(fn func(dst []byte, i int, line []byte) []byte) {
+	buf := c.alt[:0]
+	start := 0
+	for i, end := range c.Ends {
+		buf = fn(buf, i, c.Buf[start:end-1])
+		buf = append(buf, '\n')
+		c.Ends[i], start = len(buf), end
+	}
+	c.Buf, c.alt = buf, c.Buf
+	c.Parse()
 }
 
 func grow[T any](s []T, n int) []T {
