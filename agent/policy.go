@@ -126,6 +126,11 @@ func (s *stream) rewrite(c *source.Chunk, keep []int) {
 		s.entries = append(s.entries, entry{i: -1, start: start, end: len(s.rwBuf)})
 	}
 	s.out.policyStats.add(local, saved)
+	for k, n := range local {
+		if k.action == "drop" {
+			s.out.stats.Filtered.Add(n)
+		}
+	}
 	if !changedAny {
 		if len(keep) < c.Len() {
 			s.batch.Keep(keep)

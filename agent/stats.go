@@ -44,7 +44,7 @@ type OutputStats struct {
 	Retries      atomic.Int64
 	DeadLettered atomic.Int64 // events the sink rejected, written to the dead-letter file
 	ParseDropped atomic.Int64 // invalid lines dropped (on_parse_error: drop)
-	Filtered     atomic.Int64 // events outside backfill's --since/--until window
+	Filtered     atomic.Int64 // events outside backfill's --since/--until window, or dropped by the output's policy_file
 
 	parseErrors [8]atomic.Int64 // by parseReasons index
 
