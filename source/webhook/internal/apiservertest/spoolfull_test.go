@@ -16,11 +16,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"k8s.io/apimachinery/pkg/runtime/schema"
-	utilwebhook "k8s.io/apiserver/pkg/util/webhook"
-	"k8s.io/apiserver/plugin/pkg/audit/buffered"
-	"k8s.io/apiserver/plugin/pkg/audit/webhook"
 )
 
 // ingest is a LogDNA ingest API on 127.0.0.1 that answers 503 while down
@@ -135,39 +130,11 @@ outputs:
     ingestion_key_file: %s
     compress: none
 `, filepath.Join(dir, "state"), metricsAddr, addr, p.certFile, p.keyFile, p.caFile, tokenFile, filepath.Join(dir, "spool"), srv.URL, keyFile), 0o600)
-	kubeconfig := filepath.Join(dir, "webhook.kubeconfig")
-	os.WriteFile(kubeconfig, fmt.Appendf(nil, `apiVersion: v1
-kind: Config
-clusters:
-  - name: audittail
-    cluster: {server: "https://%s/", certificate-authority: %s}
-users:
-  - name: kube-apiserver
-    user: {client-certificate: %s, client-key: %s, token: %s}
-contexts:
-  - name: default
-    context: {cluster: audittail, user: kube-apiserver}
-current-context: default
-`, addr, p.caFile, p.clientCert, p.clientKey, token), 0o600)
-
 	agent := &agentProc{t: t, bin: bin, cfg: cfg, dir: dir}
 	agent.start()
 	defer agent.terminate()
 
-	retry := utilwebhook.DefaultRetryBackoffWithInitialDelay(500 * time.Millisecond)
-	wb, err := webhook.NewBackend(kubeconfig, schema.GroupVersion{Group: "audit.k8s.io", Version: "v1"}, retry, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec := &acked{Backend: wb, ids: map[string]bool{}}
-	backend := buffered.NewBackend(rec, buffered.BatchConfig{
-		BufferSize: 10000, MaxBatchSize: 400, MaxBatchWait: 30 * time.Second,
-		ThrottleEnable: true, ThrottleQPS: 10, ThrottleBurst: 15, AsyncDelegate: true,
-	})
-	stop := make(chan struct{})
-	if err := backend.Run(stop); err != nil {
-		t.Fatal(err)
-	}
+	rec, backend, stop := startBackend(t, writeKubeconfig(t, dir, "https://"+addr+"/", p, token))
 	// About 700 bytes an event: 8,000 are 2.5 times max_bytes.
 	const total = 8000
 	for i := range total {

@@ -274,45 +274,8 @@ outputs:
     path: %s
 `, filepath.Join(dir, "state"), addr, p.certFile, p.keyFile, p.caFile, tokenFile, filepath.Join(dir, "spool"), out), 0o600)
 
-	// The kubeconfig kube-apiserver reads with --audit-webhook-config-file.
-	kubeconfig := filepath.Join(dir, "webhook.kubeconfig")
-	os.WriteFile(kubeconfig, fmt.Appendf(nil, `apiVersion: v1
-kind: Config
-clusters:
-  - name: audittail
-    cluster:
-      server: https://%s/audit/webhook/event
-      certificate-authority: %s
-users:
-  - name: kube-apiserver
-    user:
-      client-certificate: %s
-      client-key: %s
-      token: %s
-contexts:
-  - name: default
-    context: {cluster: audittail, user: kube-apiserver}
-current-context: default
-`, addr, p.caFile, p.clientCert, p.clientKey, token), 0o600)
-
-	// As kube-apiserver builds it for --audit-webhook-mode=batch (the
-	// defaults of options.defaultWebhookBatchConfig), with
-	// --audit-webhook-initial-backoff=500ms so that retries outlast a
-	// restart of the agent in a test-sized time.
-	retry := utilwebhook.DefaultRetryBackoffWithInitialDelay(500 * time.Millisecond)
-	wb, err := webhook.NewBackend(kubeconfig, schema.GroupVersion{Group: "audit.k8s.io", Version: "v1"}, retry, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec := &acked{Backend: wb, ids: map[string]bool{}}
-	backend := buffered.NewBackend(rec, buffered.BatchConfig{
-		BufferSize: 10000, MaxBatchSize: 400, MaxBatchWait: 30 * time.Second,
-		ThrottleEnable: true, ThrottleQPS: 10, ThrottleBurst: 15, AsyncDelegate: true,
-	})
-	stop := make(chan struct{})
-	if err := backend.Run(stop); err != nil {
-		t.Fatal(err)
-	}
+	kubeconfig := writeKubeconfig(t, dir, "https://"+addr+"/audit/webhook/event", p, token)
+	rec, backend, stop := startBackend(t, kubeconfig)
 
 	agent := &agentProc{t: t, bin: bin, cfg: cfg, dir: dir}
 	agent.start()
@@ -376,4 +339,58 @@ current-context: default
 	if !bytes.Contains([]byte(agent.allLogs()), []byte("webhook")) {
 		t.Logf("agent logs:\n%s", agent.allLogs())
 	}
+}
+
+// writeKubeconfig writes the kubeconfig kube-apiserver reads with
+// --audit-webhook-config-file: the agent's URL, the CA, the client
+// certificate and the token.
+func writeKubeconfig(t *testing.T, dir, server string, p pki, token string) string {
+	t.Helper()
+	path := filepath.Join(dir, "webhook.kubeconfig")
+	err := os.WriteFile(path, fmt.Appendf(nil, `apiVersion: v1
+kind: Config
+clusters:
+  - name: audittail
+    cluster:
+      server: %s
+      certificate-authority: %s
+users:
+  - name: kube-apiserver
+    user:
+      client-certificate: %s
+      client-key: %s
+      token: %s
+contexts:
+  - name: default
+    context: {cluster: audittail, user: kube-apiserver}
+current-context: default
+`, server, p.caFile, p.clientCert, p.clientKey, token), 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// startBackend builds kube-apiserver's webhook backend as kube-apiserver
+// does for --audit-webhook-mode=batch (options.defaultWebhookBatchConfig),
+// with --audit-webhook-initial-backoff=500ms so that retries outlast a
+// restart of the agent in a test-sized time, and runs it until stop is
+// closed. rec records what it delivered.
+func startBackend(t *testing.T, kubeconfig string) (rec *acked, backend audit.Backend, stop chan struct{}) {
+	t.Helper()
+	retry := utilwebhook.DefaultRetryBackoffWithInitialDelay(500 * time.Millisecond)
+	wb, err := webhook.NewBackend(kubeconfig, schema.GroupVersion{Group: "audit.k8s.io", Version: "v1"}, retry, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec = &acked{Backend: wb, ids: map[string]bool{}}
+	backend = buffered.NewBackend(rec, buffered.BatchConfig{
+		BufferSize: 10000, MaxBatchSize: 400, MaxBatchWait: 30 * time.Second,
+		ThrottleEnable: true, ThrottleQPS: 10, ThrottleBurst: 15, AsyncDelegate: true,
+	})
+	stop = make(chan struct{})
+	if err := backend.Run(stop); err != nil {
+		t.Fatal(err)
+	}
+	return rec, backend, stop
 }
