@@ -89,7 +89,7 @@ func (s *stream) rewrite(c *source.Chunk, keep []int) {
 	}
 	s.entries = s.entries[:0]
 	s.rwBuf = s.rwBuf[:0]
-	local := map[policyKey]int64{}
+	var local map[policyKey]int64 // made on the first change: none for a chunk kept whole
 	var saved int64
 	changedAny := false
 	for _, i := range keep {
@@ -108,7 +108,9 @@ func (s *stream) rewrite(c *source.Chunk, keep []int) {
 			s.entries = append(s.entries, entry{i: i})
 			continue
 		}
-		changedAny = true
+		if !changedAny {
+			changedAny, local = true, map[policyKey]int64{}
+		}
 		rule := "none"
 		if op.policy != nil && d.Rule >= 0 {
 			rule = strconv.Itoa(d.Rule)
