@@ -73,8 +73,9 @@ bench: build ## the follower vs cat (500 MB), the webhook input (fsync before 20
 	$(GO) test -run '^$$' -bench '^(BenchmarkEncodeMetadata|BenchmarkSendMetadata)$$' -count 3 ./outputs/otlp
 	$(GO) run ./scripts/bench -bin $(BIN) -mb $(BENCH_MB) -dir .bench
 
-bench-parser: ## parser vs encoding/json, json-iterator, fastjson: one table, one process (BENCH_ROUNDS, default 3)
+bench-parser: ## parser vs encoding/json, json-iterator, fastjson: one table, one process (BENCH_ROUNDS, default 3); then Scan vs Scan plus a 20-rule policy decision
 	cd parser/internal/compare && AUDITTAIL_BENCH_TABLE=1 AUDITTAIL_BENCH_ROUNDS=$(BENCH_ROUNDS) $(GO) test -run '^TestPrintBenchTable$$' -count=1 -timeout 15m
+	$(GO) test -run '^$$' -bench '^BenchmarkDecideRatio$$' -count 5 ./policy
 
 demo: build ## write rotating audit logs, ship them to a file, check nothing was lost
 	./scripts/demo.sh

@@ -49,6 +49,37 @@ type Event struct {
 	Annotations              []byte // raw JSON object
 	RequestObject            Span   // requestObject, any JSON value
 	ResponseObject           Span   // responseObject, any JSON value
+	// Escaped has a bit (EscapedVerb, ...) set for each string field
+	// above that holds a JSON escape, whose raw bytes are then not its
+	// value: Unquote it before comparing. Without its bit, a field's bytes
+	// are its value (unless they are not valid UTF-8, which encoding/json
+	// would replace with U+FFFD and kube-apiserver never writes).
+	Escaped uint8
+}
+
+// Bits of Event.Escaped.
+const (
+	EscapedRequestURI uint8 = 1 << iota
+	EscapedVerb
+	EscapedUsername  // user.username
+	EscapedObjectRef // any of objectRef's fields
+	EscapedOther     // any other string field
+)
+
+// escapedBit returns the Event.Escaped bit of field f of object obj
+// (fNone: the top level).
+func escapedBit(obj, f int) uint8 {
+	switch {
+	case obj == fNone && f == fRequestURI:
+		return EscapedRequestURI
+	case obj == fNone && f == fVerb:
+		return EscapedVerb
+	case obj == fUser && f == fUsername:
+		return EscapedUsername
+	case obj == fObjectRef:
+		return EscapedObjectRef
+	}
+	return EscapedOther
 }
 
 // ObjectRef holds views of the objectRef fields.
@@ -316,8 +347,12 @@ func scanTop(s []byte, ev *Event) (int, int) {
 			var str []byte
 			if s[i] == '"' {
 				v := i + 1
-				if i, _, code = scanString(s, v); code == cOK {
+				var esc bool
+				if i, esc, code = scanString(s, v); code == cOK {
 					str = s[v : i-1]
+					if esc {
+						ev.Escaped |= escapedBit(fNone, f)
+					}
 				}
 			} else {
 				i, code = skipValue(s, i, 1)
@@ -498,8 +533,12 @@ func scanSub(s []byte, i, obj int, ev *Event) (int, int) {
 			var str []byte
 			if s[i] == '"' {
 				v := i + 1
-				if i, _, code = scanString(s, v); code == cOK {
+				var esc bool
+				if i, esc, code = scanString(s, v); code == cOK {
 					str = s[v : i-1]
+					if esc {
+						ev.Escaped |= escapedBit(obj, f)
+					}
 				}
 			} else {
 				i, code = skipValue(s, i, 2)

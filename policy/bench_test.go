@@ -125,3 +125,37 @@ func TestDecideAllocs(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkDecideRatio measures Scan alone and Scan plus Decide (20
+// rules) in alternating blocks of the same 1,000 events, so that the
+// machine's drift (other processes, frequency) falls on both alike, and
+// reports their ratio (decide/scan, the bound is 1.2) beside the
+// time per event of each.
+func BenchmarkDecideRatio(b *testing.B) {
+	lines := benchLines(b)
+	p20 := benchPolicy(b)
+	var ev parser.Event
+	var sink Decision
+	var scan, decide time.Duration
+	block := func(f func(l []byte)) time.Duration {
+		start := time.Now()
+		for _, l := range lines {
+			if err := parser.Scan(l, &ev); err != nil {
+				b.Fatal(err)
+			}
+			f(l)
+		}
+		return time.Since(start)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		scan += block(func([]byte) {})
+		decide += block(func(l []byte) { sink = p20.Decide(l, &ev) })
+	}
+	_ = sink
+	n := float64(b.N) * float64(len(lines))
+	b.ReportMetric(float64(scan.Nanoseconds())/n, "scan-ns/event")
+	b.ReportMetric(float64(decide.Nanoseconds())/n, "decide-ns/event")
+	b.ReportMetric(float64(decide)/float64(scan), "ratio")
+	b.ReportMetric(0, "ns/op")
+}

@@ -14,6 +14,7 @@ package policy
 
 import (
 	"bytes"
+	"encoding/binary"
 	"strconv"
 	"unicode/utf8"
 
@@ -152,8 +153,9 @@ type Policy struct {
 	OmitStages        []Stage
 	OmitManagedFields bool
 
-	rules []rule
-	omit  stageSet
+	rules  []rule
+	omit   stageSet
+	groups map[string]int32 // the API groups the rules name, indexed
 }
 
 // Rule is one rule of a policy, as in audit.k8s.io/v1 PolicyRule.
@@ -186,12 +188,33 @@ type rule struct {
 	verbs      []string
 	verbMask   uint16 // the known verbs of verbs
 	namespaces []string
-	resources  []GroupResources
-	urls       []urlPattern
+	resources  []groupResources // those with resources (or past 64 groups)
+	// wholeGroups has bit i for each group i that an entry without
+	// resources names (any resource of the group); anyGroupWhole: such
+	// an entry for group "*".
+	wholeGroups   uint64
+	anyGroupWhole bool
+	urls          []urlPattern
 	// resourceRule: namespaces or resources set (the rule only matches
 	// resource requests); urlRule: only nonResourceURLs set.
 	resourceRule, urlRule bool
 }
+
+// groupResources is a GroupResources compiled: its group as an index into
+// the policy's groups (anyAPIGroup for "*").
+type groupResources struct {
+	group         int32
+	resources     []string
+	resourceNames []string
+}
+
+// anyAPIGroup is the group index of "*"; an event's group that no rule
+// names gets unknownAPIGroup.
+const (
+	anyAPIGroup     = -1
+	unknownAPIGroup = -2
+	groupPending    = -3 // not looked up yet
+)
 
 type urlPattern struct {
 	s      string // the pattern, or the prefix for a trailing "*"
@@ -201,6 +224,7 @@ type urlPattern struct {
 func (p *Policy) compile() {
 	p.omit = setOf(p.OmitStages)
 	p.rules = make([]rule, len(p.Rules))
+	p.groups = map[string]int32{}
 	for i, r := range p.Rules {
 		c := rule{
 			level:      r.Level,
@@ -210,7 +234,26 @@ func (p *Policy) compile() {
 			groups:     r.UserGroups,
 			verbs:      r.Verbs,
 			namespaces: r.Namespaces,
-			resources:  r.Resources,
+		}
+		for _, gr := range r.Resources {
+			id := int32(anyAPIGroup)
+			if gr.Group != "*" {
+				var ok bool
+				if id, ok = p.groups[gr.Group]; !ok {
+					id = int32(len(p.groups))
+					p.groups[gr.Group] = id
+				}
+			}
+			switch {
+			case len(gr.Resources) > 0:
+				c.resources = append(c.resources, groupResources{group: id, resources: gr.Resources, resourceNames: gr.ResourceNames})
+			case id == anyAPIGroup:
+				c.anyGroupWhole = true
+			case id < 64:
+				c.wholeGroups |= 1 << id
+			default:
+				c.resources = append(c.resources, groupResources{group: id})
+			}
 		}
 		if r.OmitManagedFields != nil {
 			c.omitMF = *r.OmitManagedFields
@@ -219,6 +262,7 @@ func (p *Policy) compile() {
 			c.verbMask |= verbBit([]byte(v))
 		}
 		c.resourceRule = len(r.Namespaces) > 0 || len(r.Resources) > 0
+		c.anyGroupWhole = c.anyGroupWhole || len(r.Resources) == 0 // a namespaces-only rule: any resource
 		c.urlRule = !c.resourceRule && len(r.NonResourceURLs) > 0
 		for _, u := range r.NonResourceURLs {
 			switch {
@@ -272,37 +316,38 @@ func (p *Policy) Decide(line []byte, ev *parser.Event) Decision {
 		o.APIGroup != nil || o.APIVersion != nil || o.Subresource != nil
 	a.user, a.verb = ev.Username, ev.Verb
 	a.ns, a.group, a.res, a.sub, a.name = o.Namespace, o.APIGroup, o.Resource, o.Subresource, o.Name
-	a.uri = ev.RequestURI
-	var buf [512]byte
-	if !plain(a.user) || !plain(a.verb) || !plain(a.ns) || !plain(a.group) || !plain(a.res) || !plain(a.sub) || !plain(a.name) {
-		// Escapes (rare): decode, into buf while it lasts.
+	a.groupsRaw = ev.UserGroups
+	if !a.resourceRequest {
+		// A non-resource request: the rules match the path of its URI.
+		a.path = ev.RequestURI
+		if i := bytes.IndexByte(a.path, '?'); i >= 0 {
+			a.path = a.path[:i]
+		}
+	}
+	names := ev.Escaped&(parser.EscapedVerb|parser.EscapedUsername|parser.EscapedObjectRef) != 0
+	path := !a.resourceRequest && (ev.Escaped&parser.EscapedRequestURI != 0 || bytes.IndexByte(a.path, '%') >= 0)
+	if names || path {
+		// Escapes (rare; the scanner saw them): decode, into buf while it
+		// lasts. Without escapes the raw bytes are the values (but for
+		// invalid UTF-8, which kube-apiserver's encoder never writes).
+		// buf is declared here so that the common case does not clear it.
+		var buf [512]byte
 		b := buf[:0]
-		a.user, b = unquoteTo(b, a.user)
-		a.verb, b = unquoteTo(b, a.verb)
-		a.ns, b = unquoteTo(b, a.ns)
-		a.group, b = unquoteTo(b, a.group)
-		a.res, b = unquoteTo(b, a.res)
-		a.sub, b = unquoteTo(b, a.sub)
-		a.name, _ = unquoteTo(b, a.name)
+		if names {
+			a.user, b = unquoteTo(b, a.user)
+			a.verb, b = unquoteTo(b, a.verb)
+			a.ns, b = unquoteTo(b, a.ns)
+			a.group, b = unquoteTo(b, a.group)
+			a.res, b = unquoteTo(b, a.res)
+			a.sub, b = unquoteTo(b, a.sub)
+			a.name, b = unquoteTo(b, a.name)
+		}
+		if path {
+			a.path = requestPath(b, ev.RequestURI)
+		}
 	}
 	a.verbBit = verbBit(a.verb)
-	a.groupsRaw = ev.UserGroups
-	for i := 0; ; {
-		raw, next, ok := nextString(ev.UserGroups, i)
-		if !ok {
-			break
-		}
-		i = next
-		if raw == nil {
-			continue
-		}
-		if a.ng == len(a.groups) || !plain(raw) {
-			a.ng, a.slowGroups = 0, true
-			break
-		}
-		a.groups[a.ng] = raw
-		a.ng++
-	}
+	a.groups, a.groupID = p.groups, groupPending
 	stage := stageBit(ev.Stage)
 	for i := range p.rules {
 		ru := &p.rules[i]
@@ -319,26 +364,46 @@ type attrs struct {
 	user, verb                []byte
 	verbBit                   uint16
 	ns, group, res, sub, name []byte
-	uri                       []byte // raw
+	path                      []byte // of a non-resource request, decoded
+	groupID                   int32  // index of group in groups, looked up on first use
+	groups                    map[string]int32
 	resourceRequest           bool
-	groups                    [16][]byte
-	ng                        int
-	slowGroups                bool   // more groups, or escapes: use groupsRaw
 	groupsRaw                 []byte // raw JSON array
 }
 
 var knownVerbs = [...]string{"get", "list", "watch", "create", "update", "patch", "delete", "deletecollection", "proxy"}
 
-// verbBit returns the bit of a known verb, or 0.
+// verbBit returns the bit of a known verb (its index in knownVerbs), or 0.
 func verbBit(v []byte) uint16 {
-	for i, k := range knownVerbs {
-		if string(v) == k {
-			return 1 << i
-		}
+	var i int
+	switch string(v) {
+	case "get":
+		i = 0
+	case "list":
+		i = 1
+	case "watch":
+		i = 2
+	case "create":
+		i = 3
+	case "update":
+		i = 4
+	case "patch":
+		i = 5
+	case "delete":
+		i = 6
+	case "deletecollection":
+		i = 7
+	case "proxy":
+		i = 8
+	default:
+		return 0
 	}
-	return 0
+	return 1 << i
 }
 
+// matches reports whether the rule matches the request. The checks are
+// ANDed, so their order is free: the cheap and selective ones come first,
+// the user's groups (read from the raw array) last.
 func (ru *rule) matches(a *attrs) bool {
 	if len(ru.verbs) > 0 {
 		if a.verbBit != 0 {
@@ -355,52 +420,40 @@ func (ru *rule) matches(a *attrs) bool {
 	if len(ru.users) > 0 && !contains(ru.users, a.user) {
 		return false
 	}
+	if ru.resourceRule && !ru.matchesResource(a) || ru.urlRule && !ru.matchesPath(a.path) {
+		return false
+	}
 	if len(ru.groups) > 0 {
-		if a.slowGroups {
-			if !anyGroup(ru.groups, a.groupsRaw) {
-				return false
-			}
-		} else if !anyOf(ru.groups, a.groups[:a.ng]) {
-			return false
-		}
-	}
-	if ru.resourceRule {
-		return ru.matchesResource(a)
-	}
-	if ru.urlRule {
-		return ru.matchesURL(a.uri)
+		return anyGroup(ru.groups, a.groupsRaw)
 	}
 	return true
-}
-
-func anyOf(list []string, bs [][]byte) bool {
-	for _, b := range bs {
-		if contains(list, b) {
-			return true
-		}
-	}
-	return false
 }
 
 func (ru *rule) matchesResource(a *attrs) bool {
 	if len(ru.namespaces) > 0 && !contains(ru.namespaces, a.ns) {
 		return false
 	}
-	if len(ru.resources) == 0 {
+	if a.groupID == groupPending {
+		a.groupID = unknownAPIGroup
+		if id, ok := a.groups[string(a.group)]; ok {
+			a.groupID = id
+		}
+	}
+	if ru.anyGroupWhole || a.groupID >= 0 && a.groupID < 64 && ru.wholeGroups&(1<<a.groupID) != 0 {
 		return true
 	}
 	for i := range ru.resources {
 		gr := &ru.resources[i]
-		if gr.Group != "*" && gr.Group != string(a.group) {
+		if gr.group != anyAPIGroup && gr.group != a.groupID {
 			continue
 		}
-		if len(gr.Resources) == 0 {
+		if len(gr.resources) == 0 {
 			return true
 		}
-		if len(gr.ResourceNames) > 0 && !contains(gr.ResourceNames, a.name) {
+		if len(gr.resourceNames) > 0 && !contains(gr.resourceNames, a.name) {
 			continue
 		}
-		for _, pat := range gr.Resources {
+		for _, pat := range gr.resources {
 			if resourceMatches(pat, a.res, a.sub) {
 				return true
 			}
@@ -448,9 +501,7 @@ func resourceMatches(pat string, res, sub []byte) bool {
 	return false
 }
 
-func (ru *rule) matchesURL(rawURI []byte) bool {
-	var buf [512]byte
-	path := requestPath(buf[:0], rawURI)
+func (ru *rule) matchesPath(path []byte) bool {
 	for _, u := range ru.urls {
 		if u.prefix {
 			if len(path) >= len(u.s) && string(path[:len(u.s)]) == u.s {
@@ -502,7 +553,22 @@ func anyGroup(list []string, groups []byte) bool {
 }
 
 // plain reports whether raw decodes to itself: no escape, valid UTF-8.
+// It looks at 8 bytes at a time for a backslash or a byte >= 0x80 (the
+// fields rules match on are short ASCII names).
 func plain(raw []byte) bool {
+	const ones, highs, backslashes = 0x0101010101010101, 0x8080808080808080, 0x5c5c5c5c5c5c5c5c
+	i := 0
+	for ; i+8 <= len(raw); i += 8 {
+		x := binary.LittleEndian.Uint64(raw[i:])
+		y := x ^ backslashes // a zero byte where x has a backslash
+		if (x|(y-ones)&^y)&highs != 0 {
+			return plainFrom(raw[i:])
+		}
+	}
+	return plainFrom(raw[i:])
+}
+
+func plainFrom(raw []byte) bool {
 	for i, c := range raw {
 		if c == '\\' {
 			return false

@@ -324,3 +324,18 @@ func TestParse(t *testing.T) {
 		}
 	})
 }
+
+func TestVerbBit(t *testing.T) {
+	seen := uint16(0)
+	for i, v := range knownVerbs {
+		if got := verbBit([]byte(v)); got != 1<<i {
+			t.Errorf("verbBit(%q) = %b, want %b", v, got, 1<<i)
+		}
+		seen |= 1 << i
+	}
+	for _, v := range []string{"", "GET", "gets", "escalate", "impersonate", "bind"} {
+		if got := verbBit([]byte(v)); got != 0 {
+			t.Errorf("verbBit(%q) = %b, want 0", v, got)
+		}
+	}
+}
