@@ -50,3 +50,24 @@ func TestAddAnnotationsPutsThemInTheEventsAnnotations(t *testing.T) {
 		t.Fatal("no annotations should be nil")
 	}
 }
+
+func TestAddAnnotationsKeepsTheEventsOwnValueOnce(t *testing.T) {
+	a := NewAnnotations(map[string]string{"audittail.io/cluster": "prod", "team": "x"})
+	line := []byte(`{"auditID":"a","annotations":{"audittail.io\/cluster":"upstream","k":"v"}}`)
+	var ev parser.Event
+	if err := parser.Scan(line, &ev); err != nil {
+		t.Fatal(err)
+	}
+	out := a.Add(nil, line, ev.Annotations)
+	want := `{"auditID":"a","annotations":{"team":"x","audittail.io\/cluster":"upstream","k":"v"}}`
+	if string(out) != want {
+		t.Fatalf("got  %s\nwant %s", out, want)
+	}
+	line = []byte(`{"annotations":{"team":"y","audittail.io/cluster":"z"}}`)
+	if err := parser.Scan(line, &ev); err != nil {
+		t.Fatal(err)
+	}
+	if out := a.Add(nil, line, ev.Annotations); string(out) != string(line) {
+		t.Fatalf("every key present: got %s", out)
+	}
+}

@@ -4,6 +4,8 @@ package policy
 // functions never read outside s and never loop forever on invalid input;
 // on such input their results are merely meaningless.
 
+import "github.com/audittail/audittail/parser"
+
 func isWS(c byte) bool { return c == ' ' || c == '\n' || c == '\r' || c == '\t' }
 
 func skipWS(s []byte, i int) int {
@@ -87,4 +89,67 @@ func nextString(arr []byte, i int) ([]byte, int, bool) {
 		end = i + 1
 	}
 	return nil, end, true
+}
+
+// eachMember calls f for each member of the JSON object at obj[0], in order,
+// with the member's raw key (between its quotes), the position of its
+// key's opening quote and the position after its value; f returns false
+// to stop.
+func eachMember(obj []byte, f func(key []byte, start, end int) bool) {
+	if len(obj) == 0 || obj[0] != '{' {
+		return
+	}
+	for i := skipWS(obj, 1); i < len(obj) && obj[i] == '"'; {
+		ke := skipString(obj, i)
+		j := skipWS(obj, ke)
+		if j >= len(obj) || obj[j] != ':' {
+			return
+		}
+		v := skipWS(obj, j+1)
+		ve := skipValue(obj, v)
+		if !f(obj[i+1:max(ke-1, i+1)], i, ve) {
+			return
+		}
+		after := skipWS(obj, ve)
+		if after >= len(obj) || obj[after] != ',' {
+			return
+		}
+		i = skipWS(obj, after+1)
+	}
+}
+
+// keyIs reports whether the raw JSON string body raw decodes to key.
+func keyIs(raw []byte, key string) bool {
+	if plain(raw) {
+		return string(raw) == key
+	}
+	var buf [256]byte
+	v, err := parser.Unquote(buf[:0], raw)
+	return err == nil && string(v) == key
+}
+
+// memberSpan returns the bytes to cut from the JSON object at obj[0] to
+// remove its member whose key decodes to key: from the key to the next
+// member's key, or, for the last member, from the end of the member
+// before it; false when there is no such member.
+func memberSpan(obj []byte, key string) (start, end int, ok bool) {
+	prevEnd := -1
+	eachMember(obj, func(k []byte, s, e int) bool {
+		if !keyIs(k, key) {
+			prevEnd = e
+			return true
+		}
+		ok = true
+		after := skipWS(obj, e)
+		switch {
+		case after < len(obj) && obj[after] == ',':
+			start, end = s, skipWS(obj, after+1)
+		case prevEnd >= 0:
+			start, end = prevEnd, e
+		default:
+			start, end = s, e
+		}
+		return false
+	})
+	return start, end, ok
 }

@@ -1,6 +1,8 @@
 package policy
 
 import (
+	"bytes"
+
 	"github.com/audittail/audittail/parser"
 )
 
@@ -36,7 +38,8 @@ var managedFields = func() *node {
 //
 // An event it changes is written to dst[:0] (grown as needed) with the
 // annotation audittail.io/policy: p.Name added (the annotations object is
-// created when absent), and returned with changed true; the result is
+// created when absent; one the event has already is replaced, so that no
+// key appears twice), and returned with changed true; the result is
 // valid JSON and every byte not concerned is as in line. An event left as
 // it is is returned as line itself, changed false, without copying or
 // allocating.
@@ -109,7 +112,7 @@ func Rewrite(dst, line []byte, ev *parser.Event, p *Policy, d Decision, r *Redac
 	if !pl.policy && pl.req == nil && pl.resp == nil && pl.top == nil {
 		return line, false
 	}
-	w := rewriter{s: line, dst: dst[:0], policy: pl.policy, insAt: -1}
+	w := rewriter{s: line, dst: dst[:0], policy: pl.policy, insAt: -1, annAt: -1}
 	w.top(&pl)
 	if !w.policy && !w.masked {
 		return line, false
@@ -137,6 +140,8 @@ type rewriter struct {
 	// the value of a non-object annotations member (insObject).
 	insAt                          int
 	insComma, insMember, insObject bool
+	// annAt is where the annotations object starts in dst (-1: none).
+	annAt int
 	// The closing brace of the last object walked: its position in the
 	// output and whether a member is left before it.
 	endAt   int
@@ -205,6 +210,7 @@ func (w *rewriter) top(pl *plan) {
 				n = pl.top.child(key)
 			}
 			if s[v] == '{' {
+				w.annAt = w.outPos(v)
 				end = w.object(v, n, true)
 				break
 			}
@@ -445,6 +451,17 @@ func (w *rewriter) maskObject(i int, n *node, annot bool) int {
 func (w *rewriter) finish(pl *plan) []byte {
 	if !w.policy || w.insAt < 0 {
 		return w.dst
+	}
+	if !w.insMember && !w.insObject && w.annAt >= 0 && w.annAt < w.insAt {
+		// The event has the annotation already (a policy applied before,
+		// by another agent): replaced, so that no key is there twice
+		// (Elasticsearch refuses such documents).
+		if s, e, ok := memberSpan(w.dst[w.annAt:w.insAt+1], AnnotationKey); ok {
+			s, e = w.annAt+s, w.annAt+e
+			w.dst = append(w.dst[:s], w.dst[e:]...)
+			w.insAt -= e - s
+			w.insComma = len(bytes.TrimLeft(w.dst[w.annAt+1:w.insAt], " \t\r\n")) > 0
+		}
 	}
 	var tmp [160]byte
 	ins := tmp[:0]
