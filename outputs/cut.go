@@ -94,8 +94,10 @@ func CutObjects(dst, line []byte, ev *parser.Event, limit int) (out []byte, cut 
 	return append(dst, line[pos:]...), true
 }
 
-// offsetIn returns where sub starts in line, if sub is a non-empty slice of
-// line's array.
+// OffsetIn returns where sub starts in line, if sub is a non-empty slice
+// of line's array (a field of a parser.Event scanned from line).
+func OffsetIn(line, sub []byte) (int, bool) { return offsetIn(line, sub) }
+
 func offsetIn(line, sub []byte) (int, bool) {
 	if len(sub) == 0 {
 		return 0, false

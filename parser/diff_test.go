@@ -140,6 +140,7 @@ func diffScan(line []byte) []string {
 	str("RequestURI", ev.RequestURI, m, "requestURI")
 	str("Verb", ev.Verb, m, "verb")
 	str("Username", ev.Username, sub("user"), "username")
+	str("UserUID", ev.UserUID, sub("user"), "uid")
 	raw("UserGroups", ev.UserGroups, sub("user"), "groups", true)
 	str("ImpersonatedUsername", ev.ImpersonatedUsername, sub("impersonatedUser"), "username")
 	raw("SourceIPs", ev.SourceIPs, m, "sourceIPs", true)

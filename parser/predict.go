@@ -96,7 +96,7 @@ var (
 		[]int{fKind, fAPIVersion, fSkip, fLevel, fSkip, fAuditID, fStage, fRequestURI, fVerb, fUser, fImpersonatedUser, fSourceIPs, fUserAgent, fObjectRef, fResponseStatus, fRequestObject, fResponseObject, fRequestReceivedTimestamp, fStageTimestamp, fAnnotations})
 	userOrder = newKeyOrder(
 		[]string{"username", "uid", "groups", "extra"},
-		[]int{fUsername, fSkip, fGroups, fSkip})
+		[]int{fUsername, fUID, fGroups, fSkip})
 	impersonatedOrder = newKeyOrder(
 		[]string{"username", "uid", "groups", "extra"},
 		[]int{fUsername, fSkip, fSkip, fSkip})

@@ -35,6 +35,7 @@ type Event struct {
 	RequestURI           []byte
 	Verb                 []byte
 	Username             []byte // user.username
+	UserUID              []byte // user.uid
 	UserGroups           []byte // user.groups, raw JSON array
 	ImpersonatedUsername []byte // impersonatedUser.username
 	SourceIPs            []byte // raw JSON array
@@ -133,6 +134,7 @@ const (
 	fAnnotations
 	// Fields of nested objects.
 	fUsername
+	fUID
 	fGroups
 	fResource
 	fNamespace
@@ -215,6 +217,8 @@ func subField(obj int, k []byte) int {
 		switch string(k) {
 		case "username":
 			return fUsername
+		case "uid":
+			return fUID
 		case "groups":
 			return fGroups
 		}
@@ -550,6 +554,8 @@ func scanSub(s []byte, i, obj int, ev *Event) (int, int) {
 				} else {
 					ev.ImpersonatedUsername = str
 				}
+			case fUID:
+				ev.UserUID = str
 			case fResource:
 				ev.ObjectRef.Resource = str
 			case fNamespace:

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/audittail/audittail/outputs"
+	"github.com/audittail/audittail/outputs/elasticsearch"
 	"github.com/audittail/audittail/outputs/file"
 	"github.com/audittail/audittail/outputs/fluentd"
 	"github.com/audittail/audittail/outputs/kafka"
@@ -59,6 +60,14 @@ var outputTypes = map[string]outputType{
 		o.Version = version
 		return otlp.New(o, log)
 	}, otlp.Options{}},
+	"elasticsearch": {func(c outputs.Config, log *slog.Logger) (outputs.Output, error) {
+		o, err := elasticsearch.DecodeOptions(c)
+		if err != nil {
+			return nil, err
+		}
+		o.UserAgent = "audittail/" + version
+		return elasticsearch.New(o, log)
+	}, elasticsearch.Options{}},
 	// kafka: outputs/kafka (franz-go).
 	"kafka": {func(c outputs.Config, log *slog.Logger) (outputs.Output, error) { return kafka.FromConfig(c, log) }, kafka.Options{}},
 }
