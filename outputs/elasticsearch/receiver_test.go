@@ -28,6 +28,7 @@ type receiver struct {
 	mu       sync.Mutex
 	docs     map[string]map[string]any // index -> _id -> document
 	order    []string                  // auditIDs of created documents
+	created  map[string]int            // auditID/stage (read from the document) -> documents created
 	requests int
 	bodies   []int // document count per bulk request
 	// Scripted faults, consumed in order.
@@ -35,11 +36,15 @@ type receiver struct {
 	items func(k int, id string) (int, string) // per-item status override (0: normal)
 	bad   []error
 	auth  string // the Authorization header required ("" none)
-	raw   []string
+	// light decodes only @timestamp, auditID and stage, and keeps no
+	// document (the end-to-end test's 100,000 events).
+	light     bool
+	conflicts int // items answered 409
+	raw       []string
 }
 
 func newReceiver(t testing.TB, flavor string) (*receiver, *httptest.Server) {
-	r := &receiver{t: t, flavor: flavor, docs: map[string]map[string]any{}}
+	r := &receiver{t: t, flavor: flavor, docs: map[string]map[string]any{}, created: map[string]int{}}
 	srv := httptest.NewServer(r)
 	t.Cleanup(srv.Close)
 	return r, srv
@@ -49,6 +54,7 @@ func (r *receiver) reset() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.docs, r.order, r.requests, r.bodies = map[string]map[string]any{}, nil, 0, nil
+	r.created = map[string]int{}
 	r.whole, r.items, r.bad, r.raw = nil, nil, nil, nil
 }
 
@@ -149,10 +155,27 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		k := len(items)
 		ans := itemAnswer{Index: index, ID: a.ID}
 		var doc map[string]any
+		var decodeErr error
+		if r.light {
+			var l struct {
+				Timestamp  *string `json:"@timestamp"`
+				Kubernetes struct {
+					Audit struct{ AuditID, Stage string }
+				}
+			}
+			if decodeErr = json.Unmarshal(docLine, &l); decodeErr == nil {
+				doc = map[string]any{"kubernetes": map[string]any{"audit": map[string]any{"auditID": l.Kubernetes.Audit.AuditID, "stage": l.Kubernetes.Audit.Stage}}}
+				if l.Timestamp != nil {
+					doc["@timestamp"] = *l.Timestamp
+				}
+			}
+		} else {
+			decodeErr = json.Unmarshal(docLine, &doc)
+		}
 		switch {
 		case !isCreate:
 			ans.Status, ans.Error = 400, map[string]any{"type": "illegal_argument_exception", "reason": "only write ops with an op_type of create are allowed in data streams"}
-		case json.Unmarshal(docLine, &doc) != nil:
+		case decodeErr != nil:
 			ans.Status, ans.Error = 400, map[string]any{"type": "document_parsing_exception", "reason": "failed to parse"}
 		case a.ID == "":
 			ans.Status, ans.Error = 400, map[string]any{"type": "test_exception", "reason": "this receiver wants an _id"}
@@ -174,18 +197,25 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 				r.docs[index] = m
 			}
 			if _, dup := m[a.ID]; dup {
+				r.conflicts++
 				ans.Status, ans.Error = 409, map[string]any{"type": "version_conflict_engine_exception", "reason": "[" + a.ID + "]: version conflict, document already exists"}
 			} else {
-				m[a.ID] = doc
 				ans.Status, ans.Result = 201, "created"
-				r.raw = append(r.raw, string(docLine))
-				id := ""
+				if r.light {
+					m[a.ID] = nil
+				} else {
+					m[a.ID] = doc
+					r.raw = append(r.raw, string(docLine))
+				}
+				id, stage := "", ""
 				if ka, ok := doc["kubernetes"].(map[string]any); ok {
 					if au, ok := ka["audit"].(map[string]any); ok {
 						id, _ = au["auditID"].(string)
+						stage, _ = au["stage"].(string)
 					}
 				}
 				r.order = append(r.order, id)
+				r.created[id+"/"+stage]++
 			}
 		}
 		if ans.Status != 201 {
@@ -205,6 +235,17 @@ func (r *receiver) received() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return append([]string(nil), r.order...)
+}
+
+// createdSnapshot returns auditID/stage -> documents created for it.
+func (r *receiver) createdSnapshot() map[string]int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[string]int, len(r.created))
+	for k, n := range r.created {
+		out[k] = n
+	}
+	return out
 }
 
 func (r *receiver) doc(index, id string) map[string]any {
