@@ -3,11 +3,13 @@
 // backfill` on it into each output with a receiver on 127.0.0.1, and prints
 // events/s, MB/s, CPU seconds per GB and peak RSS as a Markdown table.
 //
-//	go run ./scripts/bench -bin bin/audittail -mb 1000 -outputs null,fluentd,syslog,logdna,otlp
+//	go run ./scripts/bench -bin bin/audittail -mb 1000 -outputs null,fluentd,syslog,logdna,otlp,elasticsearch
 package main
 
 import (
 	"bufio"
+	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
 	"flag"
@@ -21,6 +23,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -49,7 +52,7 @@ func run() error {
 	bin := flag.String("bin", "bin/audittail", "the audittail binary")
 	mb := flag.Int("mb", 1000, "corpus size in MB")
 	dir := flag.String("dir", ".bench", "where the corpus and state go")
-	outs := flag.String("outputs", "null,fluentd,syslog,logdna,otlp", "outputs to measure")
+	outs := flag.String("outputs", "null,fluentd,syslog,logdna,otlp,elasticsearch", "outputs to measure")
 	flag.Parse()
 	if err := os.MkdirAll(*dir, 0o755); err != nil {
 		return err
@@ -185,6 +188,13 @@ func measure(bin, dir, corpus, name string) (result, error) {
 		}
 		stop = func() { srv.Close() }
 		output = fmt.Sprintf("  - type: otlp\n    endpoint: http://%s\n    node_name: bench\n    compression: %s\n", srv.Addr, os.Getenv("BENCH_OTLP_COMPRESSION"))
+	case "elasticsearch":
+		srv, docs, err := bulkSink()
+		if err != nil {
+			return r, err
+		}
+		stop = func() { srv.Close(); r.receiverEvents, r.receiverChecked = docs.Load(), true }
+		output = fmt.Sprintf("  - type: elasticsearch\n    urls: [\"http://%s\"]\n    compression: %s\n", srv.Addr, os.Getenv("BENCH_ES_COMPRESSION"))
 	case "syslog":
 		addr, stopSyslog, err := startRsyslog(dir)
 		if err != nil {
@@ -239,6 +249,42 @@ func logdnaSink() (*http.Server, *int64, error) {
 	})}
 	go srv.Serve(ln)
 	return srv, &n, nil
+}
+
+// bulkSink answers every _bulk request as Elasticsearch does when every
+// document was created ({"errors":false}), counting the documents (one
+// action line and one document line each).
+func bulkSink() (*http.Server, *atomic.Int64, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, nil, err
+	}
+	var docs atomic.Int64
+	buf := make([]byte, 1<<20)
+	srv := &http.Server{Addr: ln.Addr().String(), Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body io.Reader = r.Body
+		if r.Header.Get("Content-Encoding") == "gzip" {
+			zr, err := gzip.NewReader(r.Body)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			body = zr
+		}
+		var lines int64
+		for {
+			n, err := body.Read(buf)
+			lines += int64(bytes.Count(buf[:n], []byte{'\n'}))
+			if err != nil {
+				break
+			}
+		}
+		docs.Add(lines / 2)
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"errors":false}`)
+	})}
+	go srv.Serve(ln)
+	return srv, &docs, nil
 }
 
 // startRsyslog runs Debian's rsyslogd on a free port, writing to /dev/null.
