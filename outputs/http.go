@@ -5,10 +5,12 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -76,3 +78,50 @@ func Excerpt(b []byte, limit int) string {
 	}
 	return strconv.Quote(string(b))
 }
+
+// ReusedBody is a request body over a buffer the output reuses: the
+// transport may read it (and read it again, through GetBody, for a retry
+// on a fresh connection) only until Release, after which reads fail
+// instead of seeing the next request's bytes.
+type ReusedBody struct {
+	mu       sync.Mutex
+	data     []byte
+	released bool
+}
+
+// errReleased is what a read after Release returns.
+var errReleased = errors.New("request body released")
+
+// NewReusedBody returns a ReusedBody over data.
+func NewReusedBody(data []byte) *ReusedBody { return &ReusedBody{data: data} }
+
+// Reader returns a reader of the whole body from its start.
+func (g *ReusedBody) Reader() io.ReadCloser { return &reusedReader{g: g} }
+
+// Release ends every reader's access to the buffer.
+func (g *ReusedBody) Release() {
+	g.mu.Lock()
+	g.released, g.data = true, nil
+	g.mu.Unlock()
+}
+
+type reusedReader struct {
+	g   *ReusedBody
+	off int
+}
+
+func (r *reusedReader) Read(p []byte) (int, error) {
+	r.g.mu.Lock()
+	defer r.g.mu.Unlock()
+	if r.g.released {
+		return 0, errReleased
+	}
+	if r.off >= len(r.g.data) {
+		return 0, io.EOF
+	}
+	n := copy(p, r.g.data[r.off:])
+	r.off += n
+	return n, nil
+}
+
+func (r *reusedReader) Close() error { return nil }

@@ -680,10 +680,10 @@ func (o *Output) postTo(ctx context.Context, node int, payload []byte, count int
 
 func (o *Output) do(ctx context.Context, method, u string, payload []byte, auth string) (*http.Response, func(), error) {
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
-	g := &guard{data: payload}
+	g := outputs.NewReusedBody(payload)
 	var body io.Reader
 	if payload != nil {
-		body = g.reader()
+		body = g.Reader()
 	}
 	req, err := http.NewRequestWithContext(ctx, method, u, body)
 	if err != nil {
@@ -692,7 +692,7 @@ func (o *Output) do(ctx context.Context, method, u string, payload []byte, auth 
 	}
 	if payload != nil {
 		req.ContentLength = int64(len(payload))
-		req.GetBody = func() (io.ReadCloser, error) { return g.reader(), nil }
+		req.GetBody = func() (io.ReadCloser, error) { return g.Reader(), nil }
 		req.Header.Set("Content-Type", "application/x-ndjson")
 		if o.gzip {
 			req.Header.Set("Content-Encoding", "gzip")
@@ -703,46 +703,8 @@ func (o *Output) do(ctx context.Context, method, u string, payload []byte, auth 
 	}
 	req.Header.Set("User-Agent", o.userAgent)
 	resp, err := o.client.Do(req)
-	return resp, func() { cancel(); g.release() }, err
+	return resp, func() { cancel(); g.Release() }, err
 }
-
-// guard lets the transport read a reused buffer only until release.
-type guard struct {
-	mu       sync.Mutex
-	data     []byte
-	released bool
-}
-
-var errReleased = errors.New("request body released")
-
-func (g *guard) reader() io.ReadCloser { return &guardReader{g: g} }
-
-func (g *guard) release() {
-	g.mu.Lock()
-	g.released, g.data = true, nil
-	g.mu.Unlock()
-}
-
-type guardReader struct {
-	g   *guard
-	off int
-}
-
-func (r *guardReader) Read(p []byte) (int, error) {
-	r.g.mu.Lock()
-	defer r.g.mu.Unlock()
-	if r.g.released {
-		return 0, errReleased
-	}
-	if r.off >= len(r.g.data) {
-		return 0, io.EOF
-	}
-	n := copy(p, r.g.data[r.off:])
-	r.off += n
-	return n, nil
-}
-
-func (r *guardReader) Close() error { return nil }
 
 // Check asks every URL for GET / with the credentials: it proves that the
 // names resolve, the certificates verify and the credentials are

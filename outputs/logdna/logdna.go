@@ -607,14 +607,14 @@ func (o *Output) post(ctx context.Context, body []byte) result {
 // Output reuses.
 func (o *Output) do(ctx context.Context, payload []byte, auth string) (*http.Response, func(), error) {
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
-	g := &guard{data: payload}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, o.endpoint+"&now="+strconv.FormatInt(time.Now().UnixMilli(), 10), g.reader())
+	g := outputs.NewReusedBody(payload)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, o.endpoint+"&now="+strconv.FormatInt(time.Now().UnixMilli(), 10), g.Reader())
 	if err != nil {
 		cancel()
 		return nil, func() {}, err
 	}
 	req.ContentLength = int64(len(payload))
-	req.GetBody = func() (io.ReadCloser, error) { return g.reader(), nil }
+	req.GetBody = func() (io.ReadCloser, error) { return g.Reader(), nil }
 	req.Header.Set("Authorization", auth)
 	req.Header.Set("Content-Type", "application/json; charset=UTF-8")
 	req.Header.Set("User-Agent", o.userAgent)
@@ -622,48 +622,9 @@ func (o *Output) do(ctx context.Context, payload []byte, auth string) (*http.Res
 		req.Header.Set("Content-Encoding", "gzip")
 	}
 	resp, err := o.client.Do(req)
-	release := func() { cancel(); g.release() }
+	release := func() { cancel(); g.Release() }
 	return resp, release, err
 }
-
-// guard lets the transport read a reused buffer only until release.
-type guard struct {
-	mu       sync.Mutex
-	data     []byte
-	released bool
-}
-
-var errReleased = errors.New("request body released")
-
-func (g *guard) reader() io.ReadCloser { return &guardReader{g: g} }
-
-func (g *guard) release() {
-	g.mu.Lock()
-	g.released = true
-	g.data = nil
-	g.mu.Unlock()
-}
-
-type guardReader struct {
-	g   *guard
-	off int
-}
-
-func (r *guardReader) Read(p []byte) (int, error) {
-	r.g.mu.Lock()
-	defer r.g.mu.Unlock()
-	if r.g.released {
-		return 0, errReleased
-	}
-	if r.off >= len(r.g.data) {
-		return 0, io.EOF
-	}
-	n := copy(p, r.g.data[r.off:])
-	r.off += n
-	return n, nil
-}
-
-func (r *guardReader) Close() error { return nil }
 
 // retryAfter parses a Retry-After header: seconds or an HTTP date.
 func retryAfter(h string, now time.Time) (time.Duration, bool) {
