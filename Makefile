@@ -9,7 +9,7 @@ PKGS      := ./...
 # does not carry what only they use: comparisons with other libraries and
 # experiments. `go test ./...` at the root does not enter them; make test
 # vets and tests each, so that they do not rot.
-NESTED    := parser/internal/compare outputs/fluentd/internal/compare scripts/experiments source/webhook/internal/apiservertest outputs/otlp/internal/otlptest outputs/kafka/internal/kafkatest policy/internal/difftest
+NESTED    := parser/internal/compare outputs/fluentd/internal/compare scripts/experiments source/webhook/internal/apiservertest outputs/otlp/internal/otlptest outputs/kafka/internal/kafkatest policy/internal/difftest outputs/webhook/internal/webhooktest
 # staticcheck 2026.2.2, which supports Go 1.26. make deps installs it where
 # go install puts it (GOBIN, else the first GOPATH entry's bin).
 STATICCHECK_VERSION := v0.8.2

@@ -16,6 +16,7 @@ import (
 	"github.com/audittail/audittail/outputs/null"
 	"github.com/audittail/audittail/outputs/otlp"
 	"github.com/audittail/audittail/outputs/syslog"
+	webhookout "github.com/audittail/audittail/outputs/webhook"
 )
 
 // outputType is one row of the factory table.
@@ -68,6 +69,14 @@ var outputTypes = map[string]outputType{
 		o.UserAgent = "audittail/" + version
 		return elasticsearch.New(o, log)
 	}, elasticsearch.Options{}},
+	"webhook": {func(c outputs.Config, log *slog.Logger) (outputs.Output, error) {
+		o, err := webhookout.DecodeOptions(c)
+		if err != nil {
+			return nil, err
+		}
+		o.UserAgent = "audittail/" + version
+		return webhookout.New(o, log)
+	}, webhookout.Options{}},
 	// kafka: outputs/kafka (franz-go).
 	"kafka": {func(c outputs.Config, log *slog.Logger) (outputs.Output, error) { return kafka.FromConfig(c, log) }, kafka.Options{}},
 }

@@ -3,7 +3,7 @@
 // backfill` on it into each output with a receiver on 127.0.0.1, and prints
 // events/s, MB/s, CPU seconds per GB and peak RSS as a Markdown table.
 //
-//	go run ./scripts/bench -bin bin/audittail -mb 1000 -outputs null,fluentd,syslog,logdna,otlp,elasticsearch
+//	go run ./scripts/bench -bin bin/audittail -mb 1000 -outputs null,fluentd,syslog,logdna,otlp,elasticsearch,webhook
 package main
 
 import (
@@ -52,7 +52,7 @@ func run() error {
 	bin := flag.String("bin", "bin/audittail", "the audittail binary")
 	mb := flag.Int("mb", 1000, "corpus size in MB")
 	dir := flag.String("dir", ".bench", "where the corpus and state go")
-	outs := flag.String("outputs", "null,fluentd,syslog,logdna,otlp,elasticsearch", "outputs to measure")
+	outs := flag.String("outputs", "null,fluentd,syslog,logdna,otlp,elasticsearch,webhook", "outputs to measure")
 	flag.Parse()
 	if err := os.MkdirAll(*dir, 0o755); err != nil {
 		return err
@@ -195,6 +195,13 @@ func measure(bin, dir, corpus, name string) (result, error) {
 		}
 		stop = func() { srv.Close(); r.receiverEvents, r.receiverChecked = docs.Load(), true }
 		output = fmt.Sprintf("  - type: elasticsearch\n    urls: [\"http://%s\"]\n    compression: %s\n", srv.Addr, os.Getenv("BENCH_ES_COMPRESSION"))
+	case "webhook":
+		srv, _, err := logdnaSink() // reads each EventList and answers 200
+		if err != nil {
+			return r, err
+		}
+		stop = func() { srv.Close() }
+		output = fmt.Sprintf("  - type: webhook\n    url: http://%s/k8s-audit\n", srv.Addr)
 	case "syslog":
 		addr, stopSyslog, err := startRsyslog(dir)
 		if err != nil {
