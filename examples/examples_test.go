@@ -789,3 +789,36 @@ func writeCert(t *testing.T, dir string) {
 		}
 	}
 }
+
+// TestRELPReceiver checks the RELP receiver config with `rsyslogd -N1`
+// (rsyslog-relp installed by make deps), its TLS files replaced by a
+// throwaway certificate. outputs/syslog's RELP tests run rsyslogd with the
+// same queue and TLS settings.
+func TestRELPReceiver(t *testing.T) {
+	rsyslogd, err := exec.LookPath("rsyslogd")
+	if err != nil {
+		t.Fatal("rsyslogd not found: run `make deps` (installs Debian's rsyslog and rsyslog-relp)")
+	}
+	dir := t.TempDir()
+	writeCert(t, dir)
+	data, err := os.ReadFile("rsyslog/relp.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`queue.type="Direct"`, `load="imrelp"`, `tls.authMode="certvalid"`, "address: relp+tls://"} {
+		if !bytes.Contains(data, []byte(want)) {
+			t.Errorf("relp.conf does not say %s", want)
+		}
+	}
+	data = bytes.ReplaceAll(data, []byte("/etc/rsyslog-tls/"), []byte(dir+"/"))
+	data = bytes.ReplaceAll(data, []byte("/var/log/kube-audit/"), []byte(dir+"/"))
+	data = bytes.ReplaceAll(data, []byte("/var/spool/rsyslog"), []byte(dir))
+	conf := filepath.Join(dir, "relp.conf")
+	if err := os.WriteFile(conf, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(rsyslogd, "-N1", "-f", conf).CombinedOutput()
+	if err != nil || bytes.Contains(out, []byte("error")) {
+		t.Errorf("rsyslogd -N1: %v\n%s", err, out)
+	}
+}

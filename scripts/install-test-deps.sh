@@ -7,6 +7,7 @@ set -euo pipefail
 need=()
 command -v rsyslogd >/dev/null 2>&1 || need+=(rsyslog)
 dpkg -s rsyslog-gnutls >/dev/null 2>&1 || need+=(rsyslog-gnutls)
+dpkg -s rsyslog-relp >/dev/null 2>&1 || need+=(rsyslog-relp)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 

@@ -22,9 +22,14 @@ import (
 //	    tls: {ca_file: /etc/audittail/siem-ca.pem}
 //	    facility: authpriv
 type Options struct {
-	// Address is tcp://host:port (RFC 6587), tls://host:port (RFC 5425) or
-	// udp://host:port (RFC 5426, one message per datagram). Required.
+	// Address is tcp://host:port (RFC 6587), tls://host:port (RFC 5425),
+	// udp://host:port (RFC 5426, one message per datagram), or
+	// relp://host:port and relp+tls://host:port (RELP, rsyslog's
+	// acknowledged protocol: imrelp). Required.
 	Address string `yaml:"address"`
+	// RELPWindow is how many RELP messages may await their "rsp 200" at
+	// once. Default 128 (librelp's). Only with relp:// and relp+tls://.
+	RELPWindow int `yaml:"relp_window"`
 	// Format is rfc5424 (default) or rfc3164 (BSD syslog: no structured
 	// data, no year or time zone in the timestamp).
 	Format string `yaml:"format"`
@@ -123,16 +128,21 @@ type config struct {
 	maxMsg       int
 	dialTimeout  time.Duration
 	writeTimeout time.Duration
+	relp         bool // RELP over network tcp (and tls when set)
+	relpWindow   int
 }
+
+// DefaultRELPWindow is librelp's window of unacknowledged messages.
+const DefaultRELPWindow = 128
 
 func (o Options) check() (*config, error) {
 	c := &config{address: o.Address}
 	if o.Address == "" {
-		return nil, errors.New("address: required (tcp://host:port, tls://host:port or udp://host:port)")
+		return nil, errors.New("address: required (tcp://host:port, tls://host:port, udp://host:port, relp://host:port or relp+tls://host:port)")
 	}
 	u, err := url.Parse(o.Address)
 	if err != nil || u.Host == "" || u.Port() == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
-		return nil, fmt.Errorf("address: invalid value %q (want tcp://host:port, tls://host:port or udp://host:port)", o.Address)
+		return nil, fmt.Errorf("address: invalid value %q (want tcp://host:port, tls://host:port, udp://host:port, relp://host:port or relp+tls://host:port)", o.Address)
 	}
 	c.hostport = u.Host
 	scheme := u.Scheme
@@ -141,8 +151,20 @@ func (o Options) check() (*config, error) {
 		c.network = "tcp"
 	case "udp":
 		c.network = "udp"
+	case "relp", "relp+tls":
+		c.network, c.relp = "tcp", true
 	default:
-		return nil, fmt.Errorf("address: invalid scheme %q in %q (want tcp, tls or udp)", scheme, o.Address)
+		return nil, fmt.Errorf("address: invalid scheme %q in %q (want tcp, tls, udp, relp or relp+tls)", scheme, o.Address)
+	}
+	switch {
+	case c.relp && o.RELPWindow == 0:
+		c.relpWindow = DefaultRELPWindow
+	case c.relp && (o.RELPWindow < 1 || o.RELPWindow > 100000):
+		return nil, fmt.Errorf("relp_window: %d out of range (want 1 to 100000)", o.RELPWindow)
+	case c.relp:
+		c.relpWindow = o.RELPWindow
+	case o.RELPWindow != 0:
+		return nil, fmt.Errorf("relp_window: only used with relp:// and relp+tls:// addresses, not %s", o.Address)
 	}
 	if p, err := strconv.Atoi(u.Port()); err != nil || p < 1 || p > 65535 {
 		return nil, fmt.Errorf("address: invalid port in %q", o.Address)
@@ -160,6 +182,9 @@ func (o Options) check() (*config, error) {
 	case "", FramingOctetCounting:
 		c.octetCount = true
 	case FramingNonTransparent:
+		if c.relp {
+			return nil, errors.New("framing: not used with RELP (it frames messages itself)")
+		}
 		if scheme == "tls" {
 			return nil, fmt.Errorf("framing: %s is not allowed with tls:// (RFC 5425 requires octet-counting)", o.Framing)
 		}
@@ -236,9 +261,12 @@ func (o Options) check() (*config, error) {
 		c.writeTimeout = DefaultWriteTimeout
 	}
 
-	if scheme != "tls" {
+	if c.relp && o.Framing != "" {
+		return nil, errors.New("framing: not used with RELP (it frames messages itself)")
+	}
+	if scheme != "tls" && scheme != "relp+tls" {
 		if o.TLS.IsSet() {
-			return nil, fmt.Errorf("tls: only used with tls:// addresses, not %s", o.Address)
+			return nil, fmt.Errorf("tls: only used with tls:// and relp+tls:// addresses, not %s", o.Address)
 		}
 		return c, nil
 	}

@@ -1,6 +1,7 @@
 // Package syslog implements the `syslog` output: each audit event is one
 // syslog message, RFC 5424 (default) or RFC 3164, sent over TCP with RFC 6587
-// framing, over TLS (RFC 5425) or over UDP (RFC 5426).
+// framing, over TLS (RFC 5425), over UDP (RFC 5426), or over RELP with an
+// acknowledgement per message.
 //
 // An RFC 5424 message looks like this (one line; the MSG is the event's JSON
 // line exactly as kube-apiserver wrote it, after a UTF-8 BOM):
@@ -34,8 +35,9 @@
 // timeout) and reconnects; a write that fails closes the connection and
 // returns an error, and the agent sends the whole batch again (the receiver
 // may see part of it twice). What is lost is at most what the kernel had
-// buffered when the receiver died after Send returned; RELP (rsyslog's
-// acknowledged protocol) would close that gap and is not implemented. A new
+// buffered when the receiver died after Send returned; RELP (relp://,
+// relp+tls://, see relp.go) closes that gap: there Send returns nil only
+// once the receiver answered every message "200". A new
 // TLS 1.3 connection is used only after waiting about one handshake time for
 // the server to refuse it (a client certificate it does not accept), so that
 // a refused connection cannot swallow batches. Over UDP a message can be lost
@@ -77,6 +79,8 @@ type Output struct {
 	frame    []byte // its octet count
 	cut      []byte // an event with its objects cut out
 	rejected []int
+	relp     *relpSession // the open RELP session (relp:// addresses)
+	inflight []relpInflight
 
 	truncated atomic.Int64
 
@@ -140,6 +144,9 @@ func (o *Output) Send(ctx context.Context, b *outputs.Batch) error {
 	defer o.mu.Unlock()
 	if o.closed {
 		return outputs.ErrClosed
+	}
+	if o.cfg.relp {
+		return o.sendRELP(ctx, b)
 	}
 	// A syslog receiver sends nothing; bytes it sent anyway (TLS session
 	// tickets, say) are read and ignored: only a closed connection counts.
@@ -348,7 +355,16 @@ func (o *Output) Check(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("cannot connect to syslog server %s: %w", o.cfg.address, err)
 	}
-	return conn.Close()
+	if !o.cfg.relp {
+		return conn.Close()
+	}
+	s, err := openRELP(conn, time.Now().Add(o.cfg.dialTimeout))
+	if err != nil {
+		conn.Close()
+		return fmt.Errorf("cannot open a RELP session with %s: %w", o.cfg.address, err)
+	}
+	c := &Output{cfg: o.cfg, log: o.log, relp: s}
+	return c.closeRELP(ctx)
 }
 
 // Close closes the connection. Over TCP and TLS it first half-closes it
@@ -361,6 +377,9 @@ func (o *Output) Close(ctx context.Context) error {
 		return nil
 	}
 	o.closed = true
+	if o.relp != nil {
+		return o.closeRELP(ctx)
+	}
 	if o.conn == nil {
 		return nil
 	}
