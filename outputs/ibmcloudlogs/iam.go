@@ -9,7 +9,6 @@ import (
 	"net/url"
 	"os"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/audittail/audittail/outputs"
@@ -31,11 +30,13 @@ type tokenSource struct {
 	ua      string
 	now     func() time.Time
 
-	mu        sync.Mutex
+	// sem (capacity 1) serialises token requests and guards the fields
+	// below; it is taken in a select on ctx, so that a caller waiting for
+	// another's token request still honours its context.
+	sem       chan struct{}
 	key       string // the last key read from keyFile
 	token     string // "" when none is cached
 	refreshAt time.Time
-	expires   time.Time
 }
 
 // readKey reads the API key from keyFile. Errors name api_key_file and
@@ -54,8 +55,12 @@ func readKey(path string) (string, error) {
 
 // get returns a token valid for a while yet, from the cache or from IAM.
 func (s *tokenSource) get(ctx context.Context) (string, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	select {
+	case s.sem <- struct{}{}:
+	case <-ctx.Done():
+		return "", fmt.Errorf("waiting for a token from %s: %w", s.host, ctx.Err())
+	}
+	defer func() { <-s.sem }()
 	if s.token != "" && s.now().Before(s.refreshAt) {
 		return s.token, nil
 	}
@@ -65,8 +70,8 @@ func (s *tokenSource) get(ctx context.Context) (string, error) {
 // invalidate drops token from the cache (the endpoint refused it), so that
 // the next get asks IAM again.
 func (s *tokenSource) invalidate(token string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.sem <- struct{}{}
+	defer func() { <-s.sem }()
 	if s.token == token {
 		s.token = ""
 	}
@@ -91,7 +96,7 @@ type tokenAnswer struct {
 
 // fetch asks IAM for a token, with the key read again from its file (so
 // that a rotated key is used; the last key read serves if the file cannot
-// be read now). s.mu is held.
+// be read now). s.sem is held.
 func (s *tokenSource) fetch(ctx context.Context) (string, error) {
 	if k, err := readKey(s.keyFile); err == nil {
 		s.key = k
@@ -161,7 +166,6 @@ func (s *tokenSource) fetch(ctx context.Context) (string, error) {
 		return a.AccessToken, nil
 	}
 	s.token = a.AccessToken
-	s.expires = sent.Add(lifetime)
 	s.refreshAt = sent.Add(refreshAfter(lifetime))
 	return s.token, nil
 }

@@ -282,6 +282,7 @@ func New(o Options, log *slog.Logger) (*Output, error) {
 			timeout: o.Timeout,
 			ua:      o.UserAgent,
 			now:     time.Now,
+			sem:     make(chan struct{}, 1),
 			key:     key,
 		},
 		enc: newEncoder(o.ApplicationName, o.SubsystemName, o.ComputerName, maxBody-2),

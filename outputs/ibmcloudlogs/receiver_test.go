@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -64,12 +65,27 @@ type receiver struct {
 
 func newReceiver(t *testing.T, apiKey string) *receiver {
 	r := &receiver{t: t, apiKey: apiKey, tokenTTL: time.Hour, tokens: map[string]time.Time{}}
+	r.srv = httptest.NewServer(r.mux())
+	t.Cleanup(r.srv.Close)
+	return r
+}
+
+// newTLSReceiver is newReceiver over https:// with httptest's certificate
+// (for 127.0.0.1 and example.com).
+func newTLSReceiver(t *testing.T, apiKey string) *receiver {
+	r := &receiver{t: t, apiKey: apiKey, tokenTTL: time.Hour, tokens: map[string]time.Time{}}
+	r.srv = httptest.NewUnstartedServer(r.mux())
+	r.srv.Config.ErrorLog = log.New(io.Discard, "", 0) // refused handshakes are expected
+	r.srv.StartTLS()
+	t.Cleanup(r.srv.Close)
+	return r
+}
+
+func (r *receiver) mux() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/identity/token", r.serveIAM)
 	mux.HandleFunc("/logs/v1/singles", r.serveSingles)
-	r.srv = httptest.NewServer(mux)
-	t.Cleanup(r.srv.Close)
-	return r
+	return mux
 }
 
 func (r *receiver) endpoint() string    { return r.srv.URL }
