@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
@@ -28,6 +29,7 @@ type tokenSource struct {
 	keyFile string
 	timeout time.Duration
 	ua      string
+	log     *slog.Logger
 	now     func() time.Time
 
 	// sem (capacity 1) serialises token requests and guards the fields
@@ -102,6 +104,8 @@ func (s *tokenSource) fetch(ctx context.Context) (string, error) {
 		s.key = k
 	} else if s.key == "" {
 		return "", err
+	} else {
+		s.log.Warn("ibmcloudlogs output: cannot read the API key again; using the one read before", "error", err)
 	}
 	form := url.Values{
 		"grant_type": {"urn:ibm:params:oauth:grant-type:apikey"},

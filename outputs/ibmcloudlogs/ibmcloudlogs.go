@@ -266,6 +266,10 @@ func New(o Options, log *slog.Logger) (*Output, error) {
 		base += singlesPath
 	}
 	maxBody := int(o.MaxRequestBytes)
+	enc := newEncoder(o.ApplicationName, o.SubsystemName, o.ComputerName, maxBody-2)
+	if len(enc.head)+4<<10 > maxBody {
+		return nil, fmt.Errorf("application_name, subsystem_name and computer_name: %d bytes together, too long for max_request_bytes %d", len(enc.head), maxBody)
+	}
 	out := &Output{
 		log:       log,
 		client:    outputs.NewHTTPClient(tlsConf),
@@ -282,10 +286,11 @@ func New(o Options, log *slog.Logger) (*Output, error) {
 			timeout: o.Timeout,
 			ua:      o.UserAgent,
 			now:     time.Now,
+			log:     log,
 			sem:     make(chan struct{}, 1),
 			key:     key,
 		},
-		enc: newEncoder(o.ApplicationName, o.SubsystemName, o.ComputerName, maxBody-2),
+		enc: enc,
 	}
 	return out, nil
 }
@@ -362,7 +367,16 @@ func (o *Output) Send(ctx context.Context, b *outputs.Batch) error {
 			}
 			if len(body)+1 > o.maxBody {
 				body = body[:mark]
-				break // line i starts the next request (it fits one alone)
+				if len(sent) > 0 {
+					break // line i starts the next request
+				}
+				// Not reached (an entry is at most maxBody-2 bytes), but
+				// never loop on a line that fits no request.
+				st[i] = lineRejected
+				if permErr == nil {
+					permErr = fmt.Errorf("not sent to %s: an event does not fit in max_request_bytes %d", o.host, o.maxBody)
+				}
+				continue
 			}
 			if res == entryCut {
 				st[i] = lineCut

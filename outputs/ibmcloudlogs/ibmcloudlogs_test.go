@@ -295,6 +295,27 @@ func TestUsesARotatedKeyAfterA401(t *testing.T) {
 	}
 }
 
+func TestKeepsTheKeyWhenItsFileVanishes(t *testing.T) {
+	r := newReceiver(t, testKey)
+	var buf bytes.Buffer
+	opts := options(t, r)
+	o, err := New(opts, slog.New(slog.NewTextHandler(&buf, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close(context.Background())
+	if err := os.Remove(opts.APIKeyFile); err != nil {
+		t.Fatal(err)
+	}
+	b, ids := outputstest.NewBatch(1, 3)
+	if err := send(o, b); err != nil {
+		t.Fatalf("Send with the key file gone since New: %v", err)
+	}
+	if !slices.Equal(r.received(), ids) || !strings.Contains(buf.String(), "level=WARN") || !strings.Contains(buf.String(), opts.APIKeyFile) {
+		t.Errorf("received %v, logged %q: want the events sent with the key read at start, and a warning naming the file", r.received(), buf.String())
+	}
+}
+
 func TestReportsARefusedKey(t *testing.T) {
 	r := newReceiver(t, testKey)
 	path := keyFile(t, "wrong-key-789")
@@ -715,6 +736,7 @@ tls:
 		{base + "api_key: abc\n", `unknown key "api_key"`},
 		{base + "tls:\n  ca: x\n", `unknown key "tls.ca"`},
 		{base + "tls:\n  ca_file: /nonexistent/ca.pem\n", "tls.ca_file"},
+		{base + "max_request_bytes: 16KiB\ncomputer_name: " + strings.Repeat("h", 14000) + "\n", "computer_name: "},
 	} {
 		_, err := decode(tc.src)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
