@@ -58,6 +58,7 @@ var configs = []struct {
 }{
 	{"config/file.yaml", "file"},
 	{"config/fluentd.yaml", "fluentd"},
+	{"config/ibmcloudlogs.yaml", "ibmcloudlogs"},
 	{"config/falco.yaml", "webhook"},
 	{"config/elasticsearch.yaml", "elasticsearch"},
 	{"config/kafka.yaml", "kafka"},

@@ -11,6 +11,7 @@ import (
 	"github.com/audittail/audittail/outputs/elasticsearch"
 	"github.com/audittail/audittail/outputs/file"
 	"github.com/audittail/audittail/outputs/fluentd"
+	"github.com/audittail/audittail/outputs/ibmcloudlogs"
 	"github.com/audittail/audittail/outputs/kafka"
 	"github.com/audittail/audittail/outputs/logdna"
 	"github.com/audittail/audittail/outputs/null"
@@ -69,6 +70,14 @@ var outputTypes = map[string]outputType{
 		o.UserAgent = "audittail/" + version
 		return elasticsearch.New(o, log)
 	}, elasticsearch.Options{}},
+	"ibmcloudlogs": {func(c outputs.Config, log *slog.Logger) (outputs.Output, error) {
+		o, err := ibmcloudlogs.DecodeOptions(c)
+		if err != nil {
+			return nil, err
+		}
+		o.UserAgent = "audittail/" + version
+		return ibmcloudlogs.New(o, log)
+	}, ibmcloudlogs.Options{}},
 	"webhook": {func(c outputs.Config, log *slog.Logger) (outputs.Output, error) {
 		o, err := webhookout.DecodeOptions(c)
 		if err != nil {

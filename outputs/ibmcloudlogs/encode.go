@@ -1,10 +1,7 @@
 package ibmcloudlogs
 
 import (
-	"errors"
-	"io"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/audittail/audittail/outputs"
@@ -139,42 +136,3 @@ func timestampMs(raw []byte) (int64, bool) {
 	}
 	return t.UnixMilli(), true
 }
-
-// guard lets the transport read a reused buffer only until release.
-type guard struct {
-	mu       sync.Mutex
-	data     []byte
-	released bool
-}
-
-var errReleased = errors.New("request body released")
-
-func (g *guard) reader() io.ReadCloser { return &guardReader{g: g} }
-
-func (g *guard) release() {
-	g.mu.Lock()
-	g.released = true
-	g.data = nil
-	g.mu.Unlock()
-}
-
-type guardReader struct {
-	g   *guard
-	off int
-}
-
-func (r *guardReader) Read(p []byte) (int, error) {
-	r.g.mu.Lock()
-	defer r.g.mu.Unlock()
-	if r.g.released {
-		return 0, errReleased
-	}
-	if r.off >= len(r.g.data) {
-		return 0, io.EOF
-	}
-	n := copy(p, r.g.data[r.off:])
-	r.off += n
-	return n, nil
-}
-
-func (r *guardReader) Close() error { return nil }

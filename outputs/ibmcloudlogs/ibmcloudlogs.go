@@ -538,19 +538,19 @@ func (o *Output) postOnce(ctx context.Context, body []byte, token string) (res r
 // Output reuses.
 func (o *Output) do(ctx context.Context, payload []byte, token string) (*http.Response, func(), error) {
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
-	g := &guard{data: payload}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, o.url, g.reader())
+	g := outputs.NewReusedBody(payload)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, o.url, g.Reader())
 	if err != nil {
 		cancel()
 		return nil, func() {}, err
 	}
 	req.ContentLength = int64(len(payload))
-	req.GetBody = func() (io.ReadCloser, error) { return g.reader(), nil }
+	req.GetBody = func() (io.ReadCloser, error) { return g.Reader(), nil }
 	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", o.userAgent)
 	resp, err := o.client.Do(req)
-	release := func() { cancel(); g.release() }
+	release := func() { cancel(); g.Release() }
 	return resp, release, err
 }
 

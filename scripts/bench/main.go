@@ -3,7 +3,7 @@
 // backfill` on it into each output with a receiver on 127.0.0.1, and prints
 // events/s, MB/s, CPU seconds per GB and peak RSS as a Markdown table.
 //
-//	go run ./scripts/bench -bin bin/audittail -mb 1000 -outputs null,fluentd,syslog,logdna,otlp,elasticsearch,webhook
+//	go run ./scripts/bench -bin bin/audittail -mb 1000 -outputs null,fluentd,syslog,logdna,otlp,elasticsearch,webhook,ibmcloudlogs
 package main
 
 import (
@@ -52,7 +52,7 @@ func run() error {
 	bin := flag.String("bin", "bin/audittail", "the audittail binary")
 	mb := flag.Int("mb", 1000, "corpus size in MB")
 	dir := flag.String("dir", ".bench", "where the corpus and state go")
-	outs := flag.String("outputs", "null,fluentd,syslog,logdna,otlp,elasticsearch,webhook", "outputs to measure")
+	outs := flag.String("outputs", "null,fluentd,syslog,logdna,otlp,elasticsearch,webhook,ibmcloudlogs", "outputs to measure")
 	flag.Parse()
 	if err := os.MkdirAll(*dir, 0o755); err != nil {
 		return err
@@ -195,6 +195,17 @@ func measure(bin, dir, corpus, name string) (result, error) {
 		}
 		stop = func() { srv.Close(); r.receiverEvents, r.receiverChecked = docs.Load(), true }
 		output = fmt.Sprintf("  - type: elasticsearch\n    urls: [\"http://%s\"]\n    compression: %s\n", srv.Addr, os.Getenv("BENCH_ES_COMPRESSION"))
+	case "ibmcloudlogs":
+		srv, err := cloudLogsSink()
+		if err != nil {
+			return r, err
+		}
+		stop = func() { srv.Close() }
+		key := filepath.Join(dir, "bench-ibm-api-key")
+		if err := os.WriteFile(key, []byte("bench"), 0o600); err != nil {
+			return r, err
+		}
+		output = fmt.Sprintf("  - type: ibmcloudlogs\n    endpoint: http://%s\n    iam_endpoint: http://%s/identity/token\n    api_key_file: %s\n    computer_name: bench\n", srv.Addr, srv.Addr, key)
 	case "webhook":
 		srv, _, err := logdnaSink() // reads each EventList and answers 200
 		if err != nil {
@@ -292,6 +303,28 @@ func bulkSink() (*http.Server, *atomic.Int64, error) {
 	})}
 	go srv.Serve(ln)
 	return srv, &docs, nil
+}
+
+// cloudLogsSink is IBM Cloud IAM's token endpoint (an hour-long token)
+// and the singles endpoint answering 200 after reading each body.
+func cloudLogsSink() (*http.Server, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/identity/token", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"access_token":"bench","token_type":"Bearer","expires_in":3600}`)
+	})
+	mux.HandleFunc("/logs/v1/singles", func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{}`)
+	})
+	srv := &http.Server{Addr: ln.Addr().String(), Handler: mux}
+	go srv.Serve(ln)
+	return srv, nil
 }
 
 // startRsyslog runs Debian's rsyslogd on a free port, writing to /dev/null.
