@@ -271,46 +271,18 @@ func (o *Output) sendRELP(ctx context.Context, b *outputs.Batch) error {
 	now := time.Now()
 	next := 0
 	var sessErr error
-	for sessErr == nil {
-		for len(inflight) < o.cfg.relpWindow && next < n {
-			i := next
-			next++
-			msg, ok := o.encode(b.Line(i), b.Event(i), now)
-			if !ok {
-				o.rejected = append(o.rejected, i)
-				done[i] = true
-				continue
-			}
-			t, err := s.writeFrame("syslog", msg)
-			if err != nil {
-				sessErr = err
-				break
-			}
-			inflight = append(inflight, relpInflight{t, i})
-		}
-		if sessErr != nil {
-			break
-		}
-		if len(inflight) == 0 {
-			break // every message answered
-		}
-		if err := s.w.Flush(); err != nil {
-			sessErr = err
-			break
-		}
+	// answer takes one frame from the server.
+	answer := func() error {
 		f, err := readRELPFrame(s.r, relpMaxRspData)
 		if err != nil {
-			sessErr = err
-			break
+			return err
 		}
 		if f.cmd == "serverclose" {
-			sessErr = errors.New("the server closed the RELP session (serverclose)")
-			break
+			return errors.New("the server closed the RELP session (serverclose)")
 		}
 		k := slices.IndexFunc(inflight, func(m relpInflight) bool { return m.txnr == f.txnr })
 		if f.cmd != "rsp" || k < 0 {
-			sessErr = fmt.Errorf("%w: got %q for TXNR %d, which awaits no answer", errRELPProtocol, f.cmd, f.txnr)
-			break
+			return fmt.Errorf("%w: got %q for TXNR %d, which awaits no answer", errRELPProtocol, f.cmd, f.txnr)
 		}
 		i := inflight[k].line
 		inflight = slices.Delete(inflight, k, k+1)
@@ -320,6 +292,46 @@ func (o *Output) sendRELP(ctx context.Context, b *outputs.Batch) error {
 			if refused == nil {
 				refused = fmt.Errorf("RELP server %s refused a message: %q", o.cfg.address, firstLine(f.data))
 			}
+		}
+		return nil
+	}
+	for sessErr == nil {
+		// Refill the window after taking every answer already read, so
+		// that frames go out in runs when answers come in runs. (Waiting
+		// for half the window to be answered before refilling is slower:
+		// the server's answers then wait for delayed ACKs.)
+		if len(inflight) < o.cfg.relpWindow {
+			for len(inflight) < o.cfg.relpWindow && next < n {
+				i := next
+				next++
+				msg, ok := o.encode(b.Line(i), b.Event(i), now)
+				if !ok {
+					o.rejected = append(o.rejected, i)
+					done[i] = true
+					continue
+				}
+				t, err := s.writeFrame("syslog", msg)
+				if err != nil {
+					sessErr = err
+					break
+				}
+				inflight = append(inflight, relpInflight{t, i})
+			}
+			if sessErr != nil {
+				break
+			}
+			if err := s.w.Flush(); err != nil {
+				sessErr = err
+				break
+			}
+		}
+		if len(inflight) == 0 {
+			break // every message answered
+		}
+		sessErr = answer()
+		// The answers already read are taken without waiting.
+		for sessErr == nil && s.r.Buffered() > 0 && len(inflight) > 0 {
+			sessErr = answer()
 		}
 	}
 	o.inflight = inflight[:0]

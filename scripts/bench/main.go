@@ -3,7 +3,7 @@
 // backfill` on it into each output with a receiver on 127.0.0.1, and prints
 // events/s, MB/s, CPU seconds per GB and peak RSS as a Markdown table.
 //
-//	go run ./scripts/bench -bin bin/audittail -mb 1000 -outputs null,fluentd,syslog,logdna,otlp,elasticsearch,webhook,ibmcloudlogs
+//	go run ./scripts/bench -bin bin/audittail -mb 1000 -outputs null,fluentd,syslog,relp,relp-sink,logdna,otlp,elasticsearch,webhook,ibmcloudlogs
 package main
 
 import (
@@ -52,7 +52,7 @@ func run() error {
 	bin := flag.String("bin", "bin/audittail", "the audittail binary")
 	mb := flag.Int("mb", 1000, "corpus size in MB")
 	dir := flag.String("dir", ".bench", "where the corpus and state go")
-	outs := flag.String("outputs", "null,fluentd,syslog,logdna,otlp,elasticsearch,webhook,ibmcloudlogs", "outputs to measure")
+	outs := flag.String("outputs", "null,fluentd,syslog,relp,relp-sink,logdna,otlp,elasticsearch,webhook,ibmcloudlogs", "outputs to measure")
 	flag.Parse()
 	if err := os.MkdirAll(*dir, 0o755); err != nil {
 		return err
@@ -213,6 +213,23 @@ func measure(bin, dir, corpus, name string) (result, error) {
 		}
 		stop = func() { srv.Close() }
 		output = fmt.Sprintf("  - type: webhook\n    url: http://%s/k8s-audit\n", srv.Addr)
+	case "relp":
+		addr, stopSyslog, err := startRsyslogInput(dir, "imrelp")
+		if err != nil {
+			return r, err
+		}
+		stop = stopSyslog
+		output = fmt.Sprintf("  - type: syslog\n    address: relp://%s\n    hostname: bench\n", addr)
+		if w := os.Getenv("BENCH_RELP_WINDOW"); w != "" {
+			output += "    relp_window: " + w + "\n"
+		}
+	case "relp-sink":
+		addr, stopSink, err := relpSink()
+		if err != nil {
+			return r, err
+		}
+		stop = stopSink
+		output = fmt.Sprintf("  - type: syslog\n    address: relp://%s\n    hostname: bench\n", addr)
 	case "syslog":
 		addr, stopSyslog, err := startRsyslog(dir)
 		if err != nil {
@@ -327,8 +344,70 @@ func cloudLogsSink() (*http.Server, error) {
 	return srv, nil
 }
 
+// relpSink is a minimal RELP server: it answers open, every syslog frame
+// "200 OK" (its answers flushed whenever no more input is buffered) and
+// close. It measures the RELP client where rsyslogd's imrelp is the
+// bottleneck.
+func relpSink() (string, func(), error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	serve := func(c net.Conn) {
+		defer c.Close()
+		r := bufio.NewReaderSize(c, 256<<10)
+		w := bufio.NewWriterSize(c, 64<<10)
+		for {
+			var txnr, size int
+			var cmd string
+			if _, err := fmt.Fscanf(r, "%d %s %d", &txnr, &cmd, &size); err != nil {
+				return
+			}
+			if size > 0 {
+				if _, err := r.Discard(size + 1); err != nil { // SP and DATA
+					return
+				}
+			}
+			if b, err := r.ReadByte(); err != nil || b != '\n' {
+				return
+			}
+			switch cmd {
+			case "open":
+				offers := "200 OK\nrelp_version=0\nrelp_software=bench\ncommands=syslog"
+				fmt.Fprintf(w, "%d rsp %d %s\n", txnr, len(offers), offers)
+			case "close":
+				fmt.Fprintf(w, "%d rsp 0\n", txnr)
+				w.Flush()
+				return
+			default:
+				fmt.Fprintf(w, "%d rsp 6 200 OK\n", txnr)
+			}
+			if r.Buffered() == 0 {
+				if w.Flush() != nil {
+					return
+				}
+			}
+		}
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go serve(c)
+		}
+	}()
+	return ln.Addr().String(), func() { ln.Close() }, nil
+}
+
 // startRsyslog runs Debian's rsyslogd on a free port, writing to /dev/null.
-func startRsyslog(dir string) (string, func(), error) {
+func startRsyslog(dir string) (string, func(), error) { return startRsyslogInput(dir, "imtcp") }
+
+// startRsyslogInput runs rsyslogd with input module imtcp or imrelp (the
+// RELP row: Direct queues, so each "rsp 200" waits for the write, as in
+// examples/rsyslog/relp.conf).
+func startRsyslogInput(dir, module string) (string, func(), error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", nil, err
@@ -339,11 +418,20 @@ func startRsyslog(dir string) (string, func(), error) {
 	os.RemoveAll(work)
 	os.MkdirAll(work, 0o755)
 	conf := filepath.Join(work, "rsyslog.conf")
-	os.WriteFile(conf, []byte(fmt.Sprintf(`global(workDirectory="%s" maxMessageSize="256k")
+	body := fmt.Sprintf(`global(workDirectory="%s" maxMessageSize="256k")
 module(load="imtcp")
 input(type="imtcp" address="127.0.0.1" port="%d")
 action(type="omfile" file="/dev/null")
-`, work, port)), 0o644)
+`, work, port)
+	if module == "imrelp" {
+		body = fmt.Sprintf(`global(workDirectory="%s" maxMessageSize="256k")
+module(load="imrelp")
+main_queue(queue.type="Direct")
+ruleset(name="relp" queue.type="Direct") { action(type="omfile" file="/dev/null") }
+input(type="imrelp" address="127.0.0.1" port="%d" ruleset="relp" maxDataSize="300k")
+`, work, port)
+	}
+	os.WriteFile(conf, []byte(body), 0o644)
 	cmd := exec.Command("rsyslogd", "-n", "-f", conf, "-i", filepath.Join(work, "pid"))
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
