@@ -328,6 +328,9 @@ func (o *Output) sendRELP(ctx context.Context, b *outputs.Batch) error {
 		if len(inflight) == 0 {
 			break // every message answered
 		}
+		if s.r.Buffered() == 0 {
+			quickAck(conn)
+		}
 		sessErr = answer()
 		// The answers already read are taken without waiting.
 		for sessErr == nil && s.r.Buffered() > 0 && len(inflight) > 0 {
