@@ -46,6 +46,7 @@ var (
 	descPolicyFiltered  = prometheus.NewDesc("audittail_events_filtered_total", "Events the output's policy_file or redact dropped (action drop: level None or an omitted stage) or rewrote (action rewrite: a lower level, managedFields omitted, fields masked), by the policy rule that matched (none: no rule, or redaction only).", []string{"output", "rule_index", "action"}, nil)
 	descPolicySaved     = prometheus.NewDesc("audittail_filtered_bytes_saved_total", "Bytes not shipped thanks to the output's policy_file and redact.", []string{"output"}, nil)
 	descSinkRejected    = prometheus.NewDesc("audittail_sink_rejected_events_total", "Events a sink acknowledged while saying it rejected them, without naming which (OTLP partial_success): not re-sent, not dead-lettered.", []string{"output"}, nil)
+	descAlreadyStored   = prometheus.NewDesc("audittail_events_already_stored_total", "Events the sink answered it already held (Elasticsearch 409 for a re-sent _id): counted as delivered, not stored twice.", []string{"output"}, nil)
 	descCut             = prometheus.NewDesc("audittail_events_cut_total", "Events sent with requestObject/responseObject cut out to fit the output's size limit (line_limit, max_message_bytes).", []string{"output"}, nil)
 )
 
@@ -57,7 +58,7 @@ type collector struct{ a *Agent }
 func (a *Agent) Collector() prometheus.Collector { return collector{a} }
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descReadBytes, descEvents, descParseErrors, descBatches, descRetries, descLag, descLost, descLostWindow, descLostFiles, descRotations, descLastEvent, descDeadLetter, descBuildInfo, descReady, descCut, descCheckpointFails, descCatchUp, descSinkRejected, descPolicyFiltered, descPolicySaved, descHookRequests, descHookEvents, descSpoolBytes, descSpoolSegments, descSpoolFsync, descOldestUnacked} {
+	for _, d := range []*prometheus.Desc{descReadBytes, descEvents, descParseErrors, descBatches, descRetries, descLag, descLost, descLostWindow, descLostFiles, descRotations, descLastEvent, descDeadLetter, descBuildInfo, descReady, descCut, descAlreadyStored, descCheckpointFails, descCatchUp, descSinkRejected, descPolicyFiltered, descPolicySaved, descHookRequests, descHookEvents, descSpoolBytes, descSpoolSegments, descSpoolFsync, descOldestUnacked} {
 		ch <- d
 	}
 	for _, o := range c.a.outputs {
@@ -104,6 +105,9 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		st.sendSeconds.Collect(ch)
 		if c, ok := o.out.(interface{ Truncated() int64 }); ok {
 			counter(descCut, c.Truncated(), o.name)
+		}
+		if c, ok := o.out.(interface{ Duplicates() int64 }); ok {
+			counter(descAlreadyStored, c.Duplicates(), o.name)
 		}
 		if o.policy.active() {
 			counts, saved := o.policyStats.snapshot()

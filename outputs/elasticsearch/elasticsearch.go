@@ -709,7 +709,9 @@ func (o *Output) do(ctx context.Context, method, u string, payload []byte, auth 
 // Check asks every URL for GET / with the credentials: it proves that the
 // names resolve, the certificates verify and the credentials are
 // accepted, and names the product and version. Elasticsearch before 7
-// (whose bulk API wants a _type) is an error.
+// (whose bulk API wants a _type) is an error. A 403 passes: the
+// credentials were accepted, and a user limited to writing the index
+// lacks the monitor privilege GET / needs.
 func (o *Output) Check(ctx context.Context) error {
 	var errs []error
 	for node := range o.bases {
@@ -729,9 +731,15 @@ func (o *Output) checkNode(ctx context.Context, node int) error {
 	}
 	defer resp.Body.Close()
 	data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode == http.StatusForbidden {
+		// Authenticated, but without the monitor privilege GET / needs:
+		// a user limited to create_doc on the index, as it should be.
+		o.log.Info("elasticsearch output: connected; the credentials are accepted but may not read GET / (no monitor privilege), so the version is unknown", "host", host)
+		return nil
+	}
 	if resp.StatusCode != http.StatusOK {
 		err := fmt.Errorf("%s answered %d %s to GET /: %s", host, resp.StatusCode, http.StatusText(resp.StatusCode), outputs.Excerpt(data, errBodyLimit))
-		if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
+		if resp.StatusCode == http.StatusUnauthorized {
 			err = fmt.Errorf("%w (check username and password_file or api_key_file)", err)
 		}
 		return err

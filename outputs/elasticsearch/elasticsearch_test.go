@@ -504,6 +504,20 @@ func TestWholeRequestAnswers(t *testing.T) {
 	}
 }
 
+func TestCheckPassesAUserThatMayOnlyWrite(t *testing.T) {
+	for code, ok := range map[int]bool{403: true, 401: false} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(code)
+			io.WriteString(w, `{"error":{"type":"security_exception"}}`)
+		}))
+		o := newOutput(t, Options{URLs: []string{srv.URL}})
+		if err := o.Check(context.Background()); (err == nil) != ok {
+			t.Errorf("GET / answered %d: Check = %v", code, err)
+		}
+		srv.Close()
+	}
+}
+
 func TestCheck(t *testing.T) {
 	for flavor, ok := range map[string]bool{"es8": true, "os2": true, "es6": false} {
 		_, srv := newReceiver(t, flavor)
