@@ -73,7 +73,7 @@ func Rewrite(dst, line []byte, ev *parser.Event, p *Policy, d Decision, r *Redac
 		if d.Level < evLevel {
 			pl.cut = true
 			if ev.Level != nil {
-				pl.level = d.Level
+				pl.level, pl.setLevel = d.Level, true
 				pl.policy = true
 			}
 			pl.dropReq = d.Level < Request && ev.RequestObject.Present()
@@ -122,7 +122,8 @@ func Rewrite(dst, line []byte, ev *parser.Event, p *Policy, d Decision, r *Redac
 
 type plan struct {
 	cut               bool
-	level             Level // the level to write, when policy and cut
+	level             Level // the level to write, when setLevel
+	setLevel          bool  // the event's level is a string: write level
 	dropReq, dropResp bool
 	policy            bool  // the policy changes the event for sure
 	req, resp, top    *node // tries for requestObject, responseObject, the rest
@@ -185,7 +186,9 @@ func (w *rewriter) top(pl *plan) {
 		end, act := -1, keep
 		switch string(key) {
 		case "level":
-			if pl.cut && pl.policy {
+			// Only a string level is the event's level: a level of another
+			// type (not one kube-apiserver writes) stays as it is.
+			if pl.cut && pl.setLevel {
 				end = skipValue(s, v)
 				w.replace(v, end, levelJSON[pl.level])
 			}
