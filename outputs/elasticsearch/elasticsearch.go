@@ -27,7 +27,9 @@
 //
 //   - 200 with errors: false: every document stored.
 //   - 200 with errors: true: per item, 200/201 stored, 409 already stored,
-//     429 and 5xx sent again (outputs.PartialError), any other status
+//     429 and 5xx sent again (outputs.PartialError), 401, 403 and 404
+//     (no privilege on the index, an index missing with auto-create off)
+//     sent again after a minute, any other status
 //     (a mapping error, a document the pipeline refused) rejected and
 //     dead-lettered (outputs.RejectedError) with the first item's error
 //     type and reason. A 200 that is not a bulk answer (no errors key, or
@@ -144,6 +146,7 @@ type Output struct {
 	hosts     []string
 	cur       int    // index into bases of the node in use
 	path      string // /{index}/_bulk?…
+	index     string
 	userAgent string
 	gzip      bool
 	maxBody   int
@@ -315,6 +318,7 @@ func New(o Options, log *slog.Logger) (*Output, error) {
 		bases:     bases,
 		hosts:     hosts,
 		path:      "/" + url.PathEscape(o.Index) + "/_bulk?" + q.Encode(),
+		index:     o.Index,
 		userAgent: o.UserAgent,
 		gzip:      o.Compression == "gzip",
 		maxBody:   int(o.MaxRequestBytes),
@@ -461,6 +465,14 @@ func (o *Output) Send(ctx context.Context, b *outputs.Batch) error {
 					st[j] = lineRetry
 					if retryErr == nil {
 						retryErr = fmt.Errorf("%s refused some documents for now: %d %s", o.hosts[o.cur], code, it.reason)
+					}
+				case code == http.StatusUnauthorized || code == http.StatusForbidden || code == http.StatusNotFound:
+					// Per item, as for the whole request, these blame the
+					// configuration: no privilege on the index, or an index
+					// missing with auto-create off. The events wait.
+					st[j] = lineRetry
+					if retryErr == nil {
+						retryErr = &outputs.RetryAfterError{After: configRetry, Err: fmt.Errorf("%s refused some documents: %d %s (check the user's privileges on index %s, create_doc and auto_configure, and that the index or its template exists)", o.hosts[o.cur], code, it.reason, o.index)}
 					}
 				default:
 					st[j] = lineRejected

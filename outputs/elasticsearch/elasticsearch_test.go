@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -183,7 +184,7 @@ func TestDocumentFollowsElasticsIntegration(t *testing.T) {
 		{"abcde12345-ResponseComplete", "get", "success", "12345678", "system:serviceaccounts:default:default", "kubectl/v1.26.1", "67.43.156.1"},
 	}
 	for _, w := range want {
-		d := r.doc(index, w.id)
+		d := r.docWhere(index, func(a map[string]any) bool { return a["requestURI"] == "/api/v1/namespaces/default/pods" })
 		if d == nil {
 			t.Fatalf("no document %s; stored: %d", w.id, r.count(index))
 		}
@@ -199,9 +200,15 @@ func TestDocumentFollowsElasticsIntegration(t *testing.T) {
 			t.Errorf("%s: annotations %v, want the decision under authorization_k8s_io/decision", w.id, ann)
 		}
 	}
+	// Elastic's file holds two byte-identical lines (stored once) and
+	// reuses one auditID for three different events (each stored).
+	if n := r.count(index); n != len(lines)-1 {
+		t.Errorf("%d documents from %d lines (two identical), want %d", n, len(lines), len(lines)-1)
+	}
 	// The first line's document equals the event transformed with
 	// encoding/json.
-	if got, want := r.doc(index, "abcde12345-ResponseComplete"), expectedDoc(t, lines[0], false); !reflect.DeepEqual(got, want) {
+	first := r.docWhere(index, func(a map[string]any) bool { return a["requestURI"] == "/api/v1/namespaces/default/pods" })
+	if got, want := first, expectedDoc(t, lines[0], false); !reflect.DeepEqual(got, want) {
 		gb, _ := json.Marshal(got)
 		wb, _ := json.Marshal(want)
 		t.Errorf("document\n%s\nwant\n%s", gb, wb)
@@ -255,6 +262,37 @@ func TestResentBatchIsStoredOnceAnd409CountsAsAcknowledged(t *testing.T) {
 	}
 	if d := o.Duplicates(); d != int64(len(ids)) {
 		t.Errorf("Duplicates() = %d, want %d", d, len(ids))
+	}
+}
+
+// TestEventsSharingAnAuditIDAreAllStored: kube-apiserver takes a client's
+// Audit-ID header as the auditID, and aggregated API servers log the same
+// auditID: two different events with one auditID and stage must both be
+// stored, and a long Audit-ID must not make an _id Elasticsearch refuses.
+func TestEventsSharingAnAuditIDAreAllStored(t *testing.T) {
+	r, srv := newReceiver(t, "es8")
+	o := newOutput(t, Options{URLs: []string{srv.URL}})
+	ev := func(id, verb string) []byte {
+		return fmt.Appendf(nil, `{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":%q,"stage":"ResponseComplete","verb":%q,"user":{"username":"mallory"},"stageTimestamp":"2026-11-23T10:54:44.681393Z"}`, id, verb)
+	}
+	long := strings.Repeat("x", 600)
+	b := batchOf(ev("same", "get"), ev("same", "create"), ev(long, "get"))
+	if err := send(t, o, b); err != nil {
+		t.Fatal(err)
+	}
+	if err := send(t, o, b); err != nil {
+		t.Fatal(err)
+	}
+	if n := r.count(index); n != 3 {
+		t.Fatalf("%d documents stored, want 3 (each once)", n)
+	}
+	for _, id := range r.ids(index) {
+		if len(id) > 512 {
+			t.Errorf("an _id of %d bytes: Elasticsearch refuses more than 512", len(id))
+		}
+	}
+	if o.Duplicates() != 3 {
+		t.Errorf("Duplicates() = %d after sending the batch twice, want 3", o.Duplicates())
 	}
 }
 
@@ -316,6 +354,21 @@ func seq(from, to int) []int {
 		s = append(s, i)
 	}
 	return s
+}
+
+func TestItemsRefusedForPrivilegesWaitInsteadOfBeingDeadLettered(t *testing.T) {
+	for _, code := range []int{401, 403, 404} {
+		r, srv := newReceiver(t, "es8")
+		o := newOutput(t, Options{URLs: []string{srv.URL}})
+		r.scriptItems(func(int, string) (int, string) { return code, "security_exception: action [indices:data/write/bulk[s]] is unauthorized" })
+		b, _ := outputstest.NewBatch(17, 5)
+		err := send(t, o, b)
+		var ra *outputs.RetryAfterError
+		var re *outputs.RejectedError
+		if err == nil || outputs.IsPermanent(err) || errors.As(err, &re) || !errors.As(err, &ra) || ra.After != configRetry {
+			t.Errorf("items answered %d: Send = %v, want a retry after %s, nothing rejected", code, err, configRetry)
+		}
+	}
 }
 
 func TestAnAnswerThatIsNotABulkAnswerIsNotSuccess(t *testing.T) {

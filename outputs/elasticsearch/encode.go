@@ -53,14 +53,26 @@ const (
 )
 
 // appendAction appends the bulk action line of one document:
-// {"create":{"_id":"…"}}.
+// {"create":{"_id":"<auditID>-<stage>-<hash>"}}, hash the first 8 bytes of
+// the line's SHA-256 in hex. The same line sent again has the same _id
+// (answered 409: stored once); two different events that share an
+// auditID and stage do not: kube-apiserver takes the auditID from a
+// client's Audit-ID header as it is, and aggregated API servers log the
+// same auditID, so auditID-stage alone would let a client hide a request
+// behind an earlier one and lose one event of each such pair.
 func (e *encoder) appendAction(dst, line []byte, ev *parser.Event) []byte {
+	sum := sha256.Sum256(line)
 	dst = append(dst, `{"create":{"_id":`...)
 	if ev != nil && len(ev.AuditID) > 0 {
-		// auditID-stage: a re-sent document is refused with 409.
 		e.unq = append(e.unq[:0], ev.AuditID...)
 		if ev.Escaped&parser.EscapedOther != 0 {
 			e.unq, _ = parser.Unquote(e.unq[:0], ev.AuditID)
+		}
+		if len(e.unq) > maxIDPart {
+			// Elasticsearch refuses an _id over 512 bytes, and for the
+			// whole request: a long Audit-ID header is hashed.
+			h := sha256.Sum256(e.unq)
+			e.unq = hex.AppendEncode(append(e.unq[:0], "auditid-sha256-"...), h[:16])
 		}
 		e.unq = append(e.unq, '-')
 		stage := ev.Stage
@@ -69,18 +81,25 @@ func (e *encoder) appendAction(dst, line []byte, ev *parser.Event) []byte {
 				stage = s
 			}
 		}
+		if len(stage) > 64 {
+			stage = stage[:64]
+		}
 		e.unq = append(e.unq, stage...)
+		e.unq = append(e.unq, '-')
+		e.unq = hex.AppendEncode(e.unq, sum[:8])
 		dst = appendString(dst, e.unq)
 	} else {
 		// Not an audit event, or one without an auditID: an _id from
-		// its bytes, so that a re-sent line is still stored once.
-		sum := sha256.Sum256(line)
+		// its bytes alone.
 		dst = append(dst, `"line-`...)
 		dst = hex.AppendEncode(dst, sum[:16])
 		dst = append(dst, '"')
 	}
 	return append(dst, "}}\n"...)
 }
+
+// maxIDPart is the longest auditID used as it is in an _id.
+const maxIDPart = 256
 
 // appendDoc appends the document of line (parsed as ev, nil when the line
 // is not a valid audit event) and a newline.

@@ -248,11 +248,51 @@ func (r *receiver) createdSnapshot() map[string]int {
 	return out
 }
 
-func (r *receiver) doc(index, id string) map[string]any {
+// doc returns the document whose _id starts with prefix (auditID-stage-),
+// failing the test if several do.
+func (r *receiver) doc(index, prefix string) map[string]any {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	d, _ := r.docs[index][id].(map[string]any)
-	return d
+	var found map[string]any
+	for id, d := range r.docs[index] {
+		if strings.HasPrefix(id, prefix+"-") {
+			if found != nil {
+				r.t.Errorf("several documents with an _id starting %s-", prefix)
+			}
+			found, _ = d.(map[string]any)
+		}
+	}
+	return found
+}
+
+// docWhere returns the one document of index that match says is it.
+func (r *receiver) docWhere(index string, match func(audit map[string]any) bool) map[string]any {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var found map[string]any
+	for _, d := range r.docs[index] {
+		m, _ := d.(map[string]any)
+		k, _ := m["kubernetes"].(map[string]any)
+		a, _ := k["audit"].(map[string]any)
+		if a != nil && match(a) {
+			if found != nil {
+				r.t.Errorf("several documents match")
+			}
+			found = m
+		}
+	}
+	return found
+}
+
+// ids returns every _id stored in index.
+func (r *receiver) ids(index string) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var ids []string
+	for id := range r.docs[index] {
+		ids = append(ids, id)
+	}
+	return ids
 }
 
 func (r *receiver) count(index string) int {
