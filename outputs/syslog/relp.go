@@ -230,8 +230,9 @@ type relpInflight struct{ txnr, line int }
 
 // sendRELP sends every line of b as a RELP syslog frame, at most
 // relpWindow awaiting their answers, and returns once every message is
-// answered. Messages answered 200 are delivered; any other answer rejects
-// the message (dead-lettered). When the session breaks (a write or read
+// answered. Messages answered 200 are delivered; 500 (rsyslog could not
+// take it: a full queue) sends the message again; any other answer rejects
+// it (dead-lettered). write_timeout bounds a wait without progress. When the session breaks (a write or read
 // fails, the server sends serverclose) the messages not yet answered are
 // returned in an outputs.PartialError, and the agent sends just those
 // again on a new session.
@@ -265,7 +266,10 @@ func (o *Output) sendRELP(ctx context.Context, b *outputs.Batch) error {
 
 	n := b.Len()
 	o.rejected = o.rejected[:0]
-	var refused error // the first rsp other than 200
+	var refused error // the first rsp other than 200 or 5xx
+	var retry []int   // lines answered 5xx
+	var retryErr error
+	progress := time.Now()
 	done := make([]bool, n)
 	inflight := o.inflight[:0]
 	now := time.Now()
@@ -286,11 +290,28 @@ func (o *Output) sendRELP(ctx context.Context, b *outputs.Batch) error {
 		}
 		i := inflight[k].line
 		inflight = slices.Delete(inflight, k, k+1)
-		done[i] = true
-		if code := rspCode(f.data); code != 200 {
+		switch code := rspCode(f.data); {
+		case code == 200:
+			done[i] = true
+		case code >= 500:
+			// librelp answers 500 when rsyslog could not take the
+			// message (its queue full, say): sent again.
+			retry = append(retry, i)
+			if retryErr == nil {
+				retryErr = fmt.Errorf("RELP server %s could not take a message: %q", o.cfg.address, firstLine(f.data))
+			}
+		default:
+			done[i] = true
 			o.rejected = append(o.rejected, i)
 			if refused == nil {
 				refused = fmt.Errorf("RELP server %s refused a message: %q", o.cfg.address, firstLine(f.data))
+			}
+		}
+		// The deadline bounds a wait without progress, not the batch.
+		if now := time.Now(); now.Sub(progress) > o.cfg.writeTimeout/8 {
+			progress = now
+			if ctx.Err() == nil {
+				conn.SetDeadline(now.Add(o.cfg.writeTimeout))
 			}
 		}
 		return nil
@@ -339,6 +360,16 @@ func (o *Output) sendRELP(ctx context.Context, b *outputs.Batch) error {
 	}
 	o.inflight = inflight[:0]
 	slices.Sort(o.rejected)
+	if sessErr == nil && len(retry) > 0 {
+		// The session is fine; the lines answered 5xx go again, with the
+		// rejected ones (rejected again on the resend, then dead-lettered).
+		again := append(slices.Clone(retry), o.rejected...)
+		slices.Sort(again)
+		if len(again) == n {
+			return retryErr
+		}
+		return &outputs.PartialError{Lines: again, Err: retryErr}
+	}
 	if sessErr != nil {
 		o.dropRELP()
 		if ctx.Err() != nil {
@@ -349,7 +380,7 @@ func (o *Output) sendRELP(ctx context.Context, b *outputs.Batch) error {
 		acked := false
 		for i, d := range done {
 			switch {
-			case !d || slices.Contains(o.rejected, i):
+			case !d || slices.Contains(o.rejected, i) || slices.Contains(retry, i):
 				again = append(again, i)
 			default:
 				acked = true

@@ -348,6 +348,8 @@ func TestRELPRefusedMessagesAreRejectedAndABrokenSessionResendsTheUnanswered(t *
 		switch {
 		case k == 3:
 			return "500 cannot take it"
+		case k == 5:
+			return "400 not a message I take"
 		case k == 10:
 			return "" // serverclose: the rest of the window is unanswered
 		}
@@ -364,9 +366,9 @@ func TestRELPRefusedMessagesAreRejectedAndABrokenSessionResendsTheUnanswered(t *
 	if !errors.As(err, &pe) {
 		t.Fatalf("Send = %v, want a PartialError after serverclose", err)
 	}
-	// Frames 0-9 answered (3 refused), 10 and after not: the refused one
-	// and everything from line 10 are sent again.
-	want := []int{3}
+	// Frames 0-9 answered (3 with 500: to send again; 5 refused), 10 and
+	// after not: 3, 5 and everything from line 10 are sent again.
+	want := []int{3, 5}
 	for i := 10; i < 30; i++ {
 		want = append(want, i)
 	}
@@ -375,9 +377,28 @@ func TestRELPRefusedMessagesAreRejectedAndABrokenSessionResendsTheUnanswered(t *
 	}
 	b.Keep(pe.Lines)
 	err = o.Send(context.Background(), b)
-	var re *outputs.RejectedError
-	if err != nil && !errors.As(err, &re) {
+	if err != nil {
 		t.Fatalf("resend on a new session = %v", err)
+	}
+	// A 500 alone, the session intact: that line is sent again.
+	f2 := newFakeRELP(t, func(k int, _ []byte) string {
+		if k == 1 {
+			return "500 queue full"
+		}
+		if k == 4 {
+			return "400 no"
+		}
+		return "200 OK"
+	})
+	o2, err := New(Options{Address: "relp://" + f2.ln.Addr().String(), Hostname: "h"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o2.Close(context.Background())
+	b2, _ := outputstest.NewBatch(5, 6)
+	err = o2.Send(context.Background(), b2)
+	if !errors.As(err, &pe) || !reflect.DeepEqual(pe.Lines, []int{1, 4}) {
+		t.Fatalf("Send with one 500 and one 400 = %v, want a PartialError of lines 1 and 4", err)
 	}
 }
 
