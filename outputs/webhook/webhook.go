@@ -22,7 +22,9 @@
 // retried (Retry-After honoured); 401, 403 and 3xx blame the
 // configuration (a token, a URL), not the events: retried every minute,
 // so the events wait in the files and the output turns unready, and a
-// rotated token file is read again; other 4xx are dead-lettered.
+// rotated token file is read again; 413 halves the request size (down to
+// one event of max_event_bytes) and sends again; other 4xx are
+// dead-lettered.
 package webhook
 
 import (
@@ -442,7 +444,15 @@ func (o *Output) post(ctx context.Context, body []byte) result {
 	case code >= 300 && code <= 399:
 		return result{err: &outputs.RetryAfterError{After: configRetry, Err: fmt.Errorf("%w (redirected to %q; redirects are not followed, set url to the final endpoint)", err, resp.Header.Get("Location"))}}
 	case code == http.StatusRequestEntityTooLarge:
-		return result{err: fmt.Errorf("%w (the receiver takes less than max_body_bytes %d: lower it)", err, o.maxBody), permanent: true}
+		// The receiver takes less than max_body_bytes: send smaller
+		// requests (down to one event of max_event_bytes) rather than
+		// dead-letter a batch of good events.
+		if half := max(o.maxBody/2, o.maxEvent+len(listHead)+len(listTail)); half < o.maxBody {
+			o.maxBody = half
+			o.log.Warn("webhook output: request too large for the receiver; sending smaller ones (lower max_body_bytes)", "host", o.host, "max_body_bytes", half)
+			return result{err: fmt.Errorf("%w (sending again in requests of at most %d bytes)", err, half)}
+		}
+		return result{err: fmt.Errorf("%w (even a request of one event of max_event_bytes %d: lower max_event_bytes)", err, o.maxEvent), permanent: true}
 	}
 	return result{err: err, permanent: true}
 }

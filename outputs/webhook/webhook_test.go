@@ -186,7 +186,7 @@ func TestAnswers(t *testing.T) {
 		permanent bool
 		after     bool
 	}{
-		{400, true, false}, {413, true, false}, {422, true, false}, {501, true, false},
+		{400, true, false}, {413, false, false}, {422, true, false}, {501, true, false},
 		{401, false, true}, {403, false, true}, {301, false, true},
 		{408, false, false}, {429, false, false}, {500, false, false}, {503, false, false},
 	} {
@@ -200,6 +200,28 @@ func TestAnswers(t *testing.T) {
 			t.Errorf("answer %d: Send = %v, want permanent=%v retry-after=%v", tc.code, err, tc.permanent, tc.after)
 		}
 		srv.Close()
+	}
+}
+
+func TestA413HalvesTheRequestSize(t *testing.T) {
+	l := &lists{codes: []int{413}}
+	srv := httptest.NewServer(l)
+	defer srv.Close()
+	o := newOut(t, Options{URL: srv.URL, MaxBodyBytes: 256 << 10, MaxEventBytes: 16 << 10})
+	b, ids := outputstest.NewBatch(6, 300)
+	if err := send(o, b); err == nil || outputs.IsPermanent(err) {
+		t.Fatalf("Send answered 413 = %v, want a retryable error", err)
+	}
+	if err := send(o, b); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(l.received(), ids) {
+		t.Fatal("the batch did not arrive whole after the 413")
+	}
+	for _, body := range l.bodies {
+		if len(body) > 128<<10 {
+			t.Fatalf("a request of %d bytes after a 413 at 256 KiB", len(body))
+		}
 	}
 }
 
