@@ -372,16 +372,14 @@ func (o *Output) Truncated() int64 { return o.truncated.Load() }
 // already, by an earlier send of the same batch.
 func (o *Output) Duplicates() int64 { return o.duplicates.Load() }
 
-type lineState uint8
+type lineState = outputs.LineState
 
 const (
-	linePending lineState = iota
-	lineAccepted
-	lineRetry
-	lineRejected
+	lineAccepted = outputs.LineAccepted
+	lineRetry    = outputs.LineRetry
+	lineRejected = outputs.LineRejected
+	lineCut      = outputs.LineCut
 )
-
-const lineCut lineState = 1 << 7
 
 // Send indexes b in one or more bulk requests. See the package comment.
 func (o *Output) Send(ctx context.Context, b *outputs.Batch) error {
@@ -499,44 +497,7 @@ func (o *Output) Send(ctx context.Context, b *outputs.Batch) error {
 		}
 	}
 
-	var accepted, retry, rejected int
-	for _, s := range st {
-		switch s &^ lineCut {
-		case lineAccepted:
-			accepted++
-		case lineRetry:
-			retry++
-		case lineRejected:
-			rejected++
-		}
-	}
-	if retry == 0 && rejected == 0 {
-		return nil
-	}
-	lines := func(want ...lineState) []int {
-		var l []int
-		for j, s := range st {
-			s &^= lineCut
-			for _, w := range want {
-				if s == w {
-					l = append(l, j)
-				}
-			}
-		}
-		return l
-	}
-	if retry == 0 {
-		if accepted == 0 && wholePerm {
-			return outputs.Permanent(permErr)
-		}
-		return &outputs.RejectedError{Lines: lines(lineRejected), Err: permErr}
-	}
-	if accepted == 0 && rejected == 0 {
-		return retryErr
-	}
-	// Rejected lines go with the retried ones: they are rejected again
-	// on the resend, then dead-lettered through a RejectedError.
-	return &outputs.PartialError{Lines: lines(lineRetry, lineRejected), Err: retryErr}
+	return outputs.SendResult(st, retryErr, permErr, wholePerm)
 }
 
 func (o *Output) mark(st []lineState, lines []int, s lineState) {

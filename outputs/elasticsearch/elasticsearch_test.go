@@ -360,7 +360,9 @@ func TestItemsRefusedForPrivilegesWaitInsteadOfBeingDeadLettered(t *testing.T) {
 	for _, code := range []int{401, 403, 404} {
 		r, srv := newReceiver(t, "es8")
 		o := newOutput(t, Options{URLs: []string{srv.URL}})
-		r.scriptItems(func(int, string) (int, string) { return code, "security_exception: action [indices:data/write/bulk[s]] is unauthorized" })
+		r.scriptItems(func(int, string) (int, string) {
+			return code, "security_exception: action [indices:data/write/bulk[s]] is unauthorized"
+		})
 		b, _ := outputstest.NewBatch(17, 5)
 		err := send(t, o, b)
 		var ra *outputs.RetryAfterError

@@ -306,18 +306,14 @@ func moduleVersion() string {
 // requestObject/responseObject cut out to fit max_request_bytes.
 func (o *Output) Truncated() int64 { return o.truncated.Load() }
 
-// lineState is what became of one line of the batch in a Send.
-type lineState uint8
+type lineState = outputs.LineState
 
 const (
-	linePending lineState = iota
-	lineAccepted
-	lineRetry
-	lineRejected
+	lineAccepted = outputs.LineAccepted
+	lineRetry    = outputs.LineRetry
+	lineRejected = outputs.LineRejected
+	lineCut      = outputs.LineCut
 )
-
-// lineCut marks a line that was cut to fit (kept beside its state).
-const lineCut lineState = 1 << 7
 
 // Send posts b in one or more requests. See the package comment for how
 // answers are classified.
@@ -411,42 +407,7 @@ func (o *Output) Send(ctx context.Context, b *outputs.Batch) error {
 		}
 	}
 
-	var accepted, retry, rejected int
-	for _, s := range st {
-		switch s &^ lineCut {
-		case lineAccepted:
-			accepted++
-		case lineRetry:
-			retry++
-		case lineRejected:
-			rejected++
-		}
-	}
-	if retry == 0 && rejected == 0 {
-		return nil
-	}
-	lines := func(want ...lineState) []int {
-		var l []int
-		for j, s := range st {
-			s &^= lineCut
-			for _, w := range want {
-				if s == w {
-					l = append(l, j)
-				}
-			}
-		}
-		return l
-	}
-	if retry == 0 {
-		if accepted == 0 && wholePerm {
-			return outputs.Permanent(permErr)
-		}
-		return &outputs.RejectedError{Lines: lines(lineRejected), Err: permErr}
-	}
-	if accepted == 0 {
-		return retryErr
-	}
-	return &outputs.PartialError{Lines: lines(lineRetry, lineRejected), Err: retryErr}
+	return outputs.SendResult(st, retryErr, permErr, wholePerm)
 }
 
 // mark sets the state of lines and counts the cut ones that were accepted.

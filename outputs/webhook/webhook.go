@@ -257,14 +257,13 @@ func New(o Options, log *slog.Logger) (*Output, error) {
 // cut out to fit max_event_bytes.
 func (o *Output) Truncated() int64 { return o.truncated.Load() }
 
-type lineState uint8
+type lineState = outputs.LineState
 
 const (
-	linePending lineState = iota
-	lineAccepted
-	lineRetry
-	lineRejected
-	lineCut lineState = 1 << 7
+	lineAccepted = outputs.LineAccepted
+	lineRetry    = outputs.LineRetry
+	lineRejected = outputs.LineRejected
+	lineCut      = outputs.LineCut
 )
 
 // Send posts b as one or more EventLists. See the package comment.
@@ -360,42 +359,7 @@ func (o *Output) Send(ctx context.Context, b *outputs.Batch) error {
 			}
 		}
 	}
-	var accepted, retry, rejected int
-	for _, s := range st {
-		switch s &^ lineCut {
-		case lineAccepted:
-			accepted++
-		case lineRetry:
-			retry++
-		case lineRejected:
-			rejected++
-		}
-	}
-	if retry == 0 && rejected == 0 {
-		return nil
-	}
-	lines := func(want ...lineState) []int {
-		var l []int
-		for j, s := range st {
-			s &^= lineCut
-			for _, w := range want {
-				if s == w {
-					l = append(l, j)
-				}
-			}
-		}
-		return l
-	}
-	if retry == 0 {
-		if accepted == 0 && wholePerm {
-			return outputs.Permanent(permErr)
-		}
-		return &outputs.RejectedError{Lines: lines(lineRejected), Err: permErr}
-	}
-	if accepted == 0 && rejected == 0 {
-		return retryErr
-	}
-	return &outputs.PartialError{Lines: lines(lineRetry, lineRejected), Err: retryErr}
+	return outputs.SendResult(st, retryErr, permErr, wholePerm)
 }
 
 func retryable(code int) bool {
