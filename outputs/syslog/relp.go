@@ -190,11 +190,17 @@ func (s *relpSession) writeFrame(cmd string, data []byte) (int, error) {
 	return t, s.w.WriteByte('\n')
 }
 
-// openRELP opens a session on conn: the "open" command and its answer.
-func openRELP(conn net.Conn, deadline time.Time) (*relpSession, error) {
+// openRELP opens a session on conn: the "open" command and its answer,
+// within deadline and ctx.
+func openRELP(ctx context.Context, conn net.Conn, deadline time.Time) (*relpSession, error) {
 	s := &relpSession{conn: conn, r: bufio.NewReaderSize(conn, 4096), w: bufio.NewWriterSize(conn, 64<<10)}
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
 	conn.SetDeadline(deadline)
 	defer conn.SetDeadline(time.Time{})
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
 	t, err := s.writeFrame("open", []byte(relpOffers))
 	if err == nil {
 		err = s.w.Flush()
@@ -413,13 +419,7 @@ func (o *Output) connectRELP(ctx context.Context) error {
 		}
 		return fmt.Errorf("cannot connect to RELP server %s: %w", o.cfg.address, err)
 	}
-	deadline := time.Now().Add(o.cfg.dialTimeout)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
-	}
-	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
-	s, err := openRELP(conn, deadline)
-	stop()
+	s, err := openRELP(ctx, conn, time.Now().Add(o.cfg.dialTimeout))
 	if err != nil {
 		conn.Close()
 		if ctx.Err() != nil {

@@ -358,7 +358,7 @@ func (o *Output) Check(ctx context.Context) error {
 	if !o.cfg.relp {
 		return conn.Close()
 	}
-	s, err := openRELP(conn, time.Now().Add(o.cfg.dialTimeout))
+	s, err := openRELP(ctx, conn, time.Now().Add(o.cfg.dialTimeout))
 	if err != nil {
 		conn.Close()
 		return fmt.Errorf("cannot open a RELP session with %s: %w", o.cfg.address, err)
