@@ -14,8 +14,9 @@ package syslog
 // same TXNR whose DATA starts with a status code (200 = the server has
 // taken the message). "close" ends the session (answered "rsp"); the
 // server may send "serverclose" (TXNR 0) at any time before it goes away.
-// No Go RELP client was found that is kept up (checked 2026-12), so this is
-// the protocol written from that description; its frame parser is fuzzed.
+// The Go RELP clients found (2026-12) are small and little used (see
+// docs/decisions/0008), so this is the protocol written from that
+// description; its frame parser is fuzzed.
 
 import (
 	"bufio"
