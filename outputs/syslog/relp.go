@@ -244,8 +244,9 @@ type relpInflight struct{ txnr, line int }
 // returned in an outputs.PartialError, and the agent sends just those
 // again on a new session.
 func (o *Output) sendRELP(ctx context.Context, b *outputs.Batch) error {
-	if o.relp != nil && netx.Probe(o.relp.conn) != netx.Open {
-		// Closed, or serverclose waiting: the session is over.
+	if o.relp != nil && (o.relp.r.Buffered() > 0 || netx.Probe(o.relp.conn) != netx.Open) {
+		// Closed, or a frame no request asked for (serverclose) waiting:
+		// the session is over.
 		o.log.Debug("RELP server ended the session; reconnecting", "address", o.cfg.address)
 		o.dropRELP()
 	}
