@@ -512,6 +512,24 @@ func TestAnOversizeEventIsCutAndATooLargeOneRejected(t *testing.T) {
 	}
 }
 
+func TestAnEventThatFitsWithoutItsMetadataIsNotCut(t *testing.T) {
+	r, srv := newReceiver(t, "es8")
+	o := newOutput(t, Options{URLs: []string{srv.URL}, MaxRequestBytes: 1 << 20})
+	line := `{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"RequestResponse","auditID":"mf-1","stage":"ResponseComplete","verb":"update","requestObject":{"metadata":{"managedFields":[{"x":"` +
+		strings.Repeat("m", 1<<20) + `"}]},"spec":{"replicas":3}},"stageTimestamp":"2026-11-23T10:54:44.681393Z"}`
+	if err := send(t, o, batchOf([]byte(line))); err != nil {
+		t.Fatal(err)
+	}
+	d := r.doc(index, "mf-1-ResponseComplete")
+	if d == nil {
+		t.Fatal("not stored")
+	}
+	ro, ok := d["kubernetes"].(map[string]any)["audit"].(map[string]any)["requestObject"].(map[string]any)
+	if !ok || ro["spec"] == nil || o.Truncated() != 0 {
+		t.Fatalf("requestObject %v, Truncated %d: want the spec kept (only the metadata dropped), nothing cut", ro, o.Truncated())
+	}
+}
+
 func TestALineThatIsNotAnEventIsStoredOnceAsAMessage(t *testing.T) {
 	r, srv := newReceiver(t, "es8")
 	o := newOutput(t, Options{URLs: []string{srv.URL}})

@@ -114,7 +114,8 @@ func (e *encoder) appendDoc(dst, line []byte, ev *parser.Event, now time.Time) (
 		return append(dst, "}\n"...), docOK
 	}
 	res := docOK
-	if len(line) > e.limit {
+	if len(line) > e.limit && len(e.rewriteLen(line, ev)) > e.limit {
+		// Too long even without the objects' metadata: cut the objects.
 		var cut bool
 		e.cut, cut = outputs.CutObjects(e.cut[:0], line, ev, e.limit)
 		if !cut || len(e.cut) > e.limit {
@@ -128,6 +129,12 @@ func (e *encoder) appendDoc(dst, line []byte, ev *parser.Event, now time.Time) (
 		return e.appendEvent(dst, e.cut, &cev, now, docCut)
 	}
 	return e.appendEvent(dst, line, ev, now, res)
+}
+
+// rewriteLen returns the rewritten event (its length is what counts).
+func (e *encoder) rewriteLen(line []byte, ev *parser.Event) []byte {
+	e.rewrite(line, ev)
+	return e.doc
 }
 
 func (e *encoder) appendEvent(dst, line []byte, ev *parser.Event, now time.Time, res docResult) ([]byte, docResult) {
