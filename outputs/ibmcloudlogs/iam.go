@@ -71,8 +71,12 @@ func (s *tokenSource) get(ctx context.Context) (string, error) {
 
 // invalidate drops token from the cache (the endpoint refused it), so that
 // the next get asks IAM again.
-func (s *tokenSource) invalidate(token string) {
-	s.sem <- struct{}{}
+func (s *tokenSource) invalidate(ctx context.Context, token string) {
+	select {
+	case s.sem <- struct{}{}:
+	case <-ctx.Done():
+		return // the next get replaces the token anyway once it is refused again
+	}
 	defer func() { <-s.sem }()
 	if s.token == token {
 		s.token = ""

@@ -447,7 +447,7 @@ func (o *Output) post(ctx context.Context, body []byte) result {
 		if !unauthorized {
 			return res
 		}
-		o.tokens.invalidate(token)
+		o.tokens.invalidate(ctx, token)
 		if attempt > 0 {
 			return res
 		}
@@ -542,7 +542,7 @@ func (o *Output) Check(ctx context.Context) error {
 	err = fmt.Errorf("%s answered %d %s to an empty array: %s", o.host, resp.StatusCode, http.StatusText(resp.StatusCode), outputs.Excerpt(data, errBodyLimit))
 	switch resp.StatusCode {
 	case http.StatusUnauthorized:
-		o.tokens.invalidate(token)
+		o.tokens.invalidate(ctx, token)
 		err = fmt.Errorf("%w (the access token from %s was refused)", err, o.tokens.host)
 	case http.StatusForbidden:
 		err = fmt.Errorf("%w (check that the API key's IAM access policy gives the Sender role on the Cloud Logs instance)", err)
