@@ -379,3 +379,28 @@ func TestOptionErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestKubeconfigTokenFileAndBasicAuth(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "token"), []byte("from-file\n"), 0o600)
+	for name, tc := range map[string]struct{ user, want string }{
+		"tokenFile, relative to the kubeconfig": {"{tokenFile: token}", "Bearer from-file"},
+		"basic":                                 {"{username: apiserver, password: s3cret}", "Basic YXBpc2VydmVyOnMzY3JldA=="},
+	} {
+		t.Run(name, func(t *testing.T) {
+			l := &lists{want: tc.want}
+			srv := httptest.NewServer(l)
+			defer srv.Close()
+			kc := filepath.Join(dir, "kc.yaml")
+			os.WriteFile(kc, fmt.Appendf(nil, "clusters: [{name: c, cluster: {server: %q}}]\nusers: [{name: u, user: %s}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n", srv.URL, tc.user), 0o600)
+			o := newOut(t, Options{KubeconfigFile: kc})
+			b, ids := outputstest.NewBatch(8, 5)
+			if err := send(o, b); err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(l.received(), ids) {
+				t.Fatalf("received %v", l.received())
+			}
+		})
+	}
+}
