@@ -453,7 +453,7 @@ func matchEscapedKey(raw []byte, obj int) int {
 func scanSub(s []byte, i, obj int, ev *Event) (int, int) {
 	switch obj {
 	case fUser:
-		ev.Username, ev.UserGroups = nil, nil
+		ev.Username, ev.UserUID, ev.UserGroups = nil, nil, nil
 	case fImpersonatedUser:
 		ev.ImpersonatedUsername = nil
 	case fObjectRef:
