@@ -125,3 +125,10 @@ func (r *reusedReader) Read(p []byte) (int, error) {
 }
 
 func (r *reusedReader) Close() error { return nil }
+
+// RetryableStatus reports whether an HTTP answer is worth sending the
+// same request again for: 408, 429 and 5xx except 501.
+func RetryableStatus(code int) bool {
+	return code == http.StatusRequestTimeout || code == http.StatusTooManyRequests ||
+		code >= 500 && code <= 599 && code != http.StatusNotImplemented
+}

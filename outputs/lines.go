@@ -60,3 +60,26 @@ func SendResult(st []LineState, retryErr, permErr error, wholePerm bool) error {
 	}
 	return &PartialError{Lines: lines(true), Err: retryErr}
 }
+
+// States returns the states of n lines, all pending, in *buf's storage
+// (grown when needed).
+func States(buf *[]LineState, n int) []LineState {
+	if cap(*buf) < n {
+		*buf = make([]LineState, n)
+	}
+	st := (*buf)[:n]
+	clear(st)
+	return st
+}
+
+// Mark sets lines to s and returns how many of them were cut lines now
+// accepted (the outputs' Truncated count).
+func Mark(st []LineState, lines []int, s LineState) (cutAccepted int) {
+	for _, j := range lines {
+		if s == LineAccepted && st[j]&LineCut != 0 {
+			cutAccepted++
+		}
+		st[j] = s
+	}
+	return cutAccepted
+}

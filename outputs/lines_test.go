@@ -40,3 +40,24 @@ func TestSendResult(t *testing.T) {
 		}
 	}
 }
+
+func TestStatesAndMark(t *testing.T) {
+	var buf []LineState
+	st := States(&buf, 4)
+	st[1] = LineCut
+	st[2] = LineRejected
+	if n := Mark(st, []int{0, 1}, LineAccepted); n != 1 {
+		t.Errorf("Mark counted %d cut lines accepted, want 1", n)
+	}
+	if st[0] != LineAccepted || st[1] != LineAccepted || st[2] != LineRejected {
+		t.Errorf("states %v", st)
+	}
+	if st = States(&buf, 3); !reflect.DeepEqual(st, []LineState{0, 0, 0}) {
+		t.Errorf("States did not reset: %v", st)
+	}
+	for code, want := range map[int]bool{408: true, 429: true, 500: true, 503: true, 501: false, 400: false, 404: false, 200: false} {
+		if RetryableStatus(code) != want {
+			t.Errorf("RetryableStatus(%d) = %v", code, !want)
+		}
+	}
+}

@@ -396,11 +396,7 @@ func (o *Output) Send(ctx context.Context, b *outputs.Batch) error {
 	if n == 0 {
 		return nil
 	}
-	if cap(o.state) < n {
-		o.state = make([]lineState, n)
-	}
-	st := o.state[:n]
-	clear(st)
+	st := outputs.States(&o.state, n)
 
 	var (
 		retryErr  error
@@ -460,7 +456,7 @@ func (o *Output) Send(ctx context.Context, b *outputs.Batch) error {
 				case code == http.StatusConflict:
 					o.duplicates.Add(1)
 					o.mark(st, sent[k:k+1], lineAccepted)
-				case retryable(code):
+				case outputs.RetryableStatus(code):
 					st[j] = lineRetry
 					if retryErr == nil {
 						retryErr = fmt.Errorf("%s refused some documents for now: %d %s", o.hosts[o.cur], code, it.reason)
@@ -502,17 +498,7 @@ func (o *Output) Send(ctx context.Context, b *outputs.Batch) error {
 }
 
 func (o *Output) mark(st []lineState, lines []int, s lineState) {
-	for _, j := range lines {
-		if s == lineAccepted && st[j]&lineCut != 0 {
-			o.truncated.Add(1)
-		}
-		st[j] = s
-	}
-}
-
-func retryable(code int) bool {
-	return code == http.StatusRequestTimeout || code == http.StatusTooManyRequests ||
-		code >= 500 && code <= 599 && code != http.StatusNotImplemented
+	o.truncated.Add(int64(outputs.Mark(st, lines, s)))
 }
 
 // nextNode reports whether an answer (or none, code 0) is worth trying on
@@ -632,7 +618,7 @@ func (o *Output) postTo(ctx context.Context, node int, payload []byte, count int
 			return result{err: fmt.Errorf("%w (sending again in requests of at most %d bytes)", err, half)}, code
 		}
 		return result{err: err, permanent: true}, code
-	case retryable(code):
+	case outputs.RetryableStatus(code):
 		if after, ok := outputs.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now(), maxRetryAfter); ok {
 			return result{err: &outputs.RetryAfterError{After: after, Err: err}}, code
 		}

@@ -143,7 +143,7 @@ func (s *tokenSource) fetch(ctx context.Context) (string, error) {
 		switch {
 		case code == http.StatusBadRequest || code == http.StatusUnauthorized:
 			return "", &outputs.RetryAfterError{After: configRetry, Err: fmt.Errorf("%w (check the API key in api_key_file %s: IAM at %s refuses it)", err, s.keyFile, s.host)}
-		case retryable(code):
+		case outputs.RetryableStatus(code):
 			if after, ok := retryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
 				return "", &outputs.RetryAfterError{After: after, Err: err}
 			}

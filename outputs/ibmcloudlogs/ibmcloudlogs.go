@@ -330,11 +330,7 @@ func (o *Output) Send(ctx context.Context, b *outputs.Batch) error {
 	if n == 0 {
 		return nil
 	}
-	if cap(o.state) < n {
-		o.state = make([]lineState, n)
-	}
-	st := o.state[:n]
-	clear(st)
+	st := outputs.States(&o.state, n)
 
 	var (
 		retryErr  error // the first reason to send lines again
@@ -412,18 +408,7 @@ func (o *Output) Send(ctx context.Context, b *outputs.Batch) error {
 
 // mark sets the state of lines and counts the cut ones that were accepted.
 func (o *Output) mark(st []lineState, lines []int, s lineState) {
-	for _, j := range lines {
-		if s == lineAccepted && st[j]&lineCut != 0 {
-			o.truncated.Add(1)
-		}
-		st[j] = s
-	}
-}
-
-// retryable reports whether an HTTP status is worth retrying.
-func retryable(code int) bool {
-	return code == http.StatusRequestTimeout || code == http.StatusTooManyRequests ||
-		code >= 500 && code <= 599 && code != http.StatusNotImplemented
+	o.truncated.Add(int64(outputs.Mark(st, lines, s)))
 }
 
 // result is the outcome of one request.
@@ -476,7 +461,7 @@ func (o *Output) postOnce(ctx context.Context, body []byte, token string) (res r
 	data, _ := io.ReadAll(io.LimitReader(resp.Body, errBodyLimit))
 	err = fmt.Errorf("%s answered %d %s: %s", o.host, code, http.StatusText(code), outputs.Excerpt(data, errBodyLimit))
 	switch {
-	case retryable(code):
+	case outputs.RetryableStatus(code):
 		if after, ok := retryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
 			return result{err: &outputs.RetryAfterError{After: after, Err: err}}, false
 		}

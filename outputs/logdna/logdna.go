@@ -370,11 +370,7 @@ func (o *Output) Send(ctx context.Context, b *outputs.Batch) error {
 	if n == 0 {
 		return nil
 	}
-	if cap(o.state) < n {
-		o.state = make([]lineState, n)
-	}
-	st := o.state[:n]
-	clear(st)
+	st := outputs.States(&o.state, n)
 
 	var (
 		retryErr  error // the first reason to send lines again
@@ -432,7 +428,7 @@ func (o *Output) Send(ctx context.Context, b *outputs.Batch) error {
 				switch {
 				case code >= 200 && code <= 299:
 					o.mark(st, sent[k:k+1], lineAccepted)
-				case retryable(code):
+				case outputs.RetryableStatus(code):
 					st[sent[k]] = lineRetry
 					if retryErr == nil {
 						retryErr = fmt.Errorf("%s answered 207 with status %d for some events", o.host, code)
@@ -473,18 +469,7 @@ func (o *Output) Send(ctx context.Context, b *outputs.Batch) error {
 
 // mark sets the state of lines and counts the cut ones that were accepted.
 func (o *Output) mark(st []lineState, lines []int, s lineState) {
-	for _, j := range lines {
-		if s == lineAccepted && st[j]&lineCut != 0 {
-			o.truncated.Add(1)
-		}
-		st[j] = s
-	}
-}
-
-// retryable reports whether an HTTP status is worth retrying.
-func retryable(code int) bool {
-	return code == http.StatusRequestTimeout || code == http.StatusTooManyRequests ||
-		code >= 500 && code <= 599 && code != http.StatusNotImplemented
+	o.truncated.Add(int64(outputs.Mark(st, lines, s)))
 }
 
 // result is the outcome of one request.
@@ -543,7 +528,7 @@ func (o *Output) post(ctx context.Context, body []byte) result {
 	data, _ := io.ReadAll(io.LimitReader(resp.Body, errBodyLimit))
 	err = fmt.Errorf("%s answered %d %s: %s", o.host, code, http.StatusText(code), excerpt(data))
 	switch {
-	case retryable(code):
+	case outputs.RetryableStatus(code):
 		if after, ok := retryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
 			return result{err: &outputs.RetryAfterError{After: after, Err: err}}
 		}

@@ -280,11 +280,7 @@ func (o *Output) Send(ctx context.Context, b *outputs.Batch) error {
 	if n == 0 {
 		return nil
 	}
-	if cap(o.state) < n {
-		o.state = make([]lineState, n)
-	}
-	st := o.state[:n]
-	clear(st)
+	st := outputs.States(&o.state, n)
 	var retryErr, permErr error
 	wholePerm := false
 	reject := func(i int, err error) {
@@ -362,11 +358,6 @@ func (o *Output) Send(ctx context.Context, b *outputs.Batch) error {
 	return outputs.SendResult(st, retryErr, permErr, wholePerm)
 }
 
-func retryable(code int) bool {
-	return code == http.StatusRequestTimeout || code == http.StatusTooManyRequests ||
-		code >= 500 && code <= 599 && code != http.StatusNotImplemented
-}
-
 type result struct {
 	err       error
 	permanent bool
@@ -393,7 +384,7 @@ func (o *Output) post(ctx context.Context, body []byte) result {
 	data, _ := io.ReadAll(io.LimitReader(resp.Body, errBodyLimit))
 	err = fmt.Errorf("%s answered %d %s: %s", o.host, code, http.StatusText(code), outputs.Excerpt(data, errBodyLimit))
 	switch {
-	case retryable(code):
+	case outputs.RetryableStatus(code):
 		if after, ok := outputs.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now(), maxRetryAfter); ok {
 			return result{err: &outputs.RetryAfterError{After: after, Err: err}}
 		}
