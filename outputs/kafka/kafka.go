@@ -85,6 +85,13 @@ type Output struct {
 	ctx    context.Context // the records' context: cancelled by Close
 	cancel context.CancelFunc
 
+	// The last Send's records and their bytes, reused by the next once
+	// franz-go let go of every one (no inflight).
+	recs    []kgo.Record
+	hdrs    []kgo.RecordHeader
+	arena   []byte
+	produce []*kgo.Record
+
 	rejected  []int
 	truncated atomic.Int64
 	lastErr   *atomic.Pointer[loggedErr] // franz-go's last logged error (connections, SASL)
@@ -221,12 +228,14 @@ func (o *Output) Send(ctx context.Context, b *outputs.Batch) error {
 
 	// The records and their bytes are the Send's own: franz-go may hold
 	// them after Send returns (a timeout with requests in flight), when
-	// the batch belongs to the caller again.
-	recs := make([]kgo.Record, n)
-	hdrs := make([]kgo.RecordHeader, 0, 3*n)
-	arena := make([]byte, 0, b.Size()+n*64)
+	// the batch belongs to the caller again. Past such a timeout they are
+	// left to franz-go and the next Send starts new ones.
+	recs := slices.Grow(o.recs[:0], n)[:n]
+	clear(recs)
+	hdrs := slices.Grow(o.hdrs[:0], 3*n)
+	arena := slices.Grow(o.arena[:0], b.Size()+n*64)
+	produce := slices.Grow(o.produce[:0], n)
 	o.rejected = o.rejected[:0]
-	produce := make([]*kgo.Record, 0, n)
 	for i := range n {
 		line, ev := b.Line(i), b.Event(i)
 		r := &recs[i]
@@ -296,8 +305,10 @@ func (o *Output) Send(ctx context.Context, b *outputs.Batch) error {
 	}
 	select {
 	case <-f.done:
+		o.recs, o.hdrs, o.arena, o.produce = recs, hdrs, arena, produce
 	case <-pctx.Done():
 		o.inflight = f
+		o.recs, o.hdrs, o.arena, o.produce = nil, nil, nil, nil
 		if err := ctx.Err(); err != nil {
 			return err
 		}

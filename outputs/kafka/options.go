@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
@@ -156,7 +157,7 @@ func (o Options) validate() (*settings, error) {
 	}
 	switch o.Compression {
 	case "", "zstd":
-		s.codec = kgo.ZstdCompression()
+		s.codec = kgo.ZstdCompression().WithLevel(int(zstd.SpeedFastest))
 	case "lz4":
 		s.codec = kgo.Lz4Compression()
 	case "snappy":

@@ -27,7 +27,8 @@ func metadataBatch(n int) *outputs.Batch {
 }
 
 // BenchmarkKafka sends batches of 1000 Metadata events into kfake on
-// 127.0.0.1 (3 partitions, key auditID, acks all, idempotent); bytes are
+// 127.0.0.1 (3 brokers, 3 partitions, key auditID, acks all, idempotent:
+// each broker leads a partition, as in a production cluster); bytes are
 // the events' raw size. store=no is kfake's BlackholeProduce (sequences
 // checked, records not kept): mostly the output and franz-go. Both share
 // the 2 cores with kfake itself.
@@ -41,9 +42,14 @@ func BenchmarkKafka(b *testing.B) {
 	} {
 		for _, compression := range []string{"zstd", "none"} {
 			b.Run(bc.name+"/compression="+compression, func(b *testing.B) {
-				c := newCluster(b, append([]kfake.Opt{kfake.NumBrokers(1)}, bc.opts...)...)
+				c := newCluster(b, append([]kfake.Opt{kfake.NumBrokers(3)}, bc.opts...)...)
 				brokers := c.ListenAddrs()
 				createTopic(b, brokers, "audit", 3)
+				for p := range int32(3) { // kfake picks leaders at random
+					if err := c.MoveTopicPartition("audit", p, p); err != nil {
+						b.Fatal(err)
+					}
+				}
 				o, err := kafka.New(kafka.Options{Brokers: brokers, Topic: "audit", Compression: compression}, nil)
 				if err != nil {
 					b.Fatal(err)
