@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every fuzz target of ./parser, ./policy, ./outputs/elasticsearch, ./outputs/syslog and ./outputs/ibmcloudlogs for FUZZTIME each (make fuzz-short, make fuzz).
+# Runs every fuzz target of ./parser, ./policy, ./outputs/elasticsearch, ./outputs/syslog, ./outputs/ibmcloudlogs and ./outputs/internal/pargzip for FUZZTIME each (make fuzz-short, make fuzz).
 # A run that ends with Go's "context deadline exceeded" and leaves no new
 # crasher in testdata/fuzz is the fuzzing engine timing out on a loaded
 # machine (golang/go#75804), not a finding: that target is run once more.
@@ -8,7 +8,7 @@ set -euo pipefail
 GO=${GO:-go}
 FUZZTIME=${FUZZTIME:-20s}
 cd "$(dirname "$0")/.."
-for pkg in parser policy outputs/elasticsearch outputs/syslog outputs/ibmcloudlogs; do
+for pkg in parser policy outputs/elasticsearch outputs/syslog outputs/ibmcloudlogs outputs/internal/pargzip; do
 for t in $($GO test -list '^Fuzz' ./$pkg | grep '^Fuzz'); do
 	for attempt in 1 2; do
 		echo "fuzz $t for $FUZZTIME"

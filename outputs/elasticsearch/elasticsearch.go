@@ -51,7 +51,6 @@
 package elasticsearch
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -71,6 +70,7 @@ import (
 	"github.com/klauspost/compress/gzip"
 
 	"github.com/audittail/audittail/outputs"
+	"github.com/audittail/audittail/outputs/internal/pargzip"
 )
 
 // Defaults.
@@ -157,8 +157,7 @@ type Output struct {
 
 	enc   encoder
 	body  []byte
-	zbuf  bytes.Buffer
-	zw    *gzip.Writer
+	zc    *pargzip.Compressor // compression: gzip
 	state []lineState
 	sent  []int
 
@@ -329,7 +328,7 @@ func New(o Options, log *slog.Logger) (*Output, error) {
 	}
 	out.auth.Store(&auth)
 	if out.gzip {
-		out.zw, _ = gzip.NewWriterLevel(io.Discard, gzip.BestSpeed)
+		out.zc = pargzip.New(gzip.BestSpeed)
 	}
 	return out, nil
 }
@@ -536,13 +535,11 @@ type bulkAnswer struct {
 func (o *Output) post(ctx context.Context, body []byte, count int) result {
 	payload := body
 	if o.gzip {
-		o.zbuf.Reset()
-		o.zw.Reset(&o.zbuf)
-		o.zw.Write(body)
-		if err := o.zw.Close(); err != nil {
+		z, err := o.zc.Compress(body)
+		if err != nil {
 			return result{err: fmt.Errorf("cannot gzip a bulk request: %w", err)}
 		}
-		payload = o.zbuf.Bytes()
+		payload = z
 	}
 	var res result
 	for try := 0; try < len(o.bases); try++ {

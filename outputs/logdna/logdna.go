@@ -70,6 +70,7 @@ import (
 	"github.com/klauspost/compress/gzip"
 
 	"github.com/audittail/audittail/outputs"
+	"github.com/audittail/audittail/outputs/internal/pargzip"
 )
 
 // Defaults.
@@ -165,8 +166,7 @@ type Output struct {
 
 	enc   encoder
 	body  []byte
-	zbuf  bytes.Buffer
-	zw    *gzip.Writer
+	zc    *pargzip.Compressor // compression: gzip
 	state []lineState
 	sent  []int
 
@@ -330,7 +330,7 @@ func New(o Options, log *slog.Logger) (*Output, error) {
 	out.enc.app = appendString([]byte(`,"app":`), []byte(o.App))
 	out.auth.Store(basicAuth(key))
 	if out.gzip {
-		out.zw, _ = gzip.NewWriterLevel(io.Discard, o.CompressLevel)
+		out.zc = pargzip.New(o.CompressLevel)
 	}
 	return out, nil
 }
@@ -487,15 +487,11 @@ func (o *Output) post(ctx context.Context, body []byte) result {
 	}
 	payload := body
 	if o.gzip {
-		o.zbuf.Reset()
-		o.zw.Reset(&o.zbuf)
-		if _, err := o.zw.Write(body); err != nil {
+		z, err := o.zc.Compress(body)
+		if err != nil {
 			return result{err: fmt.Errorf("cannot gzip a request to %s: %w", o.host, err)}
 		}
-		if err := o.zw.Close(); err != nil {
-			return result{err: fmt.Errorf("cannot gzip a request to %s: %w", o.host, err)}
-		}
-		payload = o.zbuf.Bytes()
+		payload = z
 	}
 	auth := o.auth.Load()
 	resp, release, err := o.do(ctx, payload, *auth)
