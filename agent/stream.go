@@ -49,8 +49,13 @@ type stream struct {
 	lines    atomic.Int64       // lines taken
 	ownReads atomic.Int64       // chunks read on its own (catching up)
 
-	batch outputs.Batch
+	// Two batches: while the sender delivers one, handle fills (and the
+	// output prepares) the other. batch is the one being filled.
+	bufs  [2]outputs.Batch
+	next  int
+	batch *outputs.Batch
 	keep  []int
+	jobs  chan delivery // to the sender; unbuffered
 
 	// rewrite's buffers (policy and redaction)
 	entries []struct{ i, start, end int }
@@ -58,9 +63,36 @@ type stream struct {
 	scratch []byte
 }
 
+// delivery is a batch handed to the sender, and the chunk it views.
+type delivery struct {
+	c *source.Chunk
+	b *outputs.Batch
+}
+
 // run delivers until the input ends or ctx (reading) is done; sends use
-// sendCtx, which outlives ctx by the shutdown budget.
+// sendCtx, which outlives ctx by the shutdown budget. A sender goroutine
+// delivers each batch and commits it while run takes and prepares the
+// next: one batch is in flight at a time, so a crash still re-sends at most
+// one, and the checkpoint moves in order.
 func (s *stream) run(ctx, sendCtx context.Context) error {
+	s.jobs = make(chan delivery)
+	sent := make(chan struct{})
+	go func() {
+		defer close(sent)
+		for d := range s.jobs {
+			s.commit(sendCtx, d)
+		}
+	}()
+	defer func() {
+		close(s.jobs)
+		<-sent
+	}()
+	return s.take(ctx, sendCtx)
+}
+
+// take takes chunks from the hub, or reads on its own, until the input
+// ends or ctx is done.
+func (s *stream) take(ctx, sendCtx context.Context) error {
 	for {
 		if s.queue != nil {
 			if len(s.queue) == 0 {
@@ -139,24 +171,41 @@ func (s *stream) catchUp(ctx, sendCtx context.Context) error {
 	}
 }
 
-// handle delivers c, commits its end if the output took it, and releases
-// it.
+// handle makes c the next batch, has the output prepare it (an
+// outputs.Preparer encodes it while the batch before is in flight), and
+// hands it to the sender, waiting until the sender is done with the
+// batch before.
 func (s *stream) handle(ctx context.Context, c *source.Chunk) {
-	defer c.Release()
 	s.lines.Add(int64(c.Len()))
+	if ctx.Err() != nil {
+		c.Release()
+		return
+	}
+	s.batch = &s.bufs[s.next]
+	s.next ^= 1
+	s.batch.View(s.in.key, c.Buf, c.Ends, c.Events, c.OK)
+	s.filter(c)
+	if p, ok := s.out.out.(outputs.Preparer); ok && s.batch.Len() > 0 {
+		p.Prepare(s.batch)
+	}
+	s.pos = c.End
+	s.jobs <- delivery{c, s.batch}
+}
+
+// commit delivers d's batch, commits the end of its chunk if the output
+// took it, and releases the chunk.
+func (s *stream) commit(ctx context.Context, d delivery) {
+	defer d.c.Release()
 	if ctx.Err() != nil {
 		return
 	}
-	s.batch.View(s.in.key, c.Buf, c.Ends, c.Events, c.OK)
-	s.filter(c)
-	if s.deliver(ctx) {
+	if s.deliver(ctx, d.b) {
 		// Written before the next batch is sent: a crash of the agent
 		// re-sends at most one batch. fsync (for a crash of the machine)
 		// follows every checkpoint_interval.
-		s.a.store.Set(s.out.name, s.in.key, c.End.State)
+		s.a.store.Set(s.out.name, s.in.key, d.c.End.State)
 		s.a.flushCheckpoint()
 	}
-	s.pos = c.End
 }
 
 // filter counts the chunk's invalid lines for this output, drops them if
@@ -201,8 +250,8 @@ func (s *stream) filter(c *source.Chunk) {
 // deliver sends the batch until the output accepts it (lines it rejects
 // for good go to the dead-letter file) or ctx is done. It reports whether
 // the batch is settled, so that the checkpoint may move past it.
-func (s *stream) deliver(ctx context.Context) bool {
-	o, b := s.out, &s.batch
+func (s *stream) deliver(ctx context.Context, b *outputs.Batch) bool {
+	o := s.out
 	backoff := backoffMin
 	events := b.Len()
 	for attempt := 1; ; attempt++ {
@@ -232,7 +281,7 @@ func (s *stream) deliver(ctx context.Context) bool {
 		var after *outputs.RetryAfterError
 		if errors.As(err, &rejected) {
 			// The output took the rest: a success with casualties.
-			if !s.deadLetter(ctx, rejected.Lines, err) {
+			if !s.deadLetter(ctx, b, rejected.Lines, err) {
 				return false
 			}
 			accepted := b.Len() - len(rejected.Lines)
@@ -251,7 +300,7 @@ func (s *stream) deliver(ctx context.Context) bool {
 			for i := range all {
 				all[i] = i
 			}
-			return s.deadLetter(ctx, all, err)
+			return s.deadLetter(ctx, b, all, err)
 		case errors.As(err, &partial):
 			o.stats.Events.Add(int64(b.Len() - len(partial.Lines)))
 			b.Keep(partial.Lines)
@@ -297,10 +346,10 @@ func sleep(ctx context.Context, d time.Duration) bool {
 // deadLetter writes the given lines of the batch to the dead-letter file.
 // If that fails too (disk full), the batch stays unacknowledged and is
 // tried again.
-func (s *stream) deadLetter(ctx context.Context, lines []int, cause error) bool {
+func (s *stream) deadLetter(ctx context.Context, b *outputs.Batch, lines []int, cause error) bool {
 	o := s.out
 	for attempt := 1; ; attempt++ {
-		err := o.dead.write(o.name, &s.batch, lines, cause)
+		err := o.dead.write(o.name, b, lines, cause)
 		if err == nil {
 			o.stats.DeadLettered.Add(int64(len(lines)))
 			o.log.Error("output rejected events permanently; they were written to the dead-letter file",

@@ -33,6 +33,19 @@ type Output interface {
 	Close(ctx context.Context) error
 }
 
+// Preparer is implemented by outputs that can do a batch's work
+// (encoding, compressing) before Send: the agent calls Prepare for the
+// next batch while the one before is in flight, so that the work overlaps
+// the wait for the sink's answer. Prepare may run while Send runs (with
+// another batch), never with another Prepare, and must not fail: it stores
+// its result with b.SetPrepared, and Send uses it if b.Prepared says it
+// still holds (Keep, View and Reset void it), doing the work itself
+// otherwise. A batch is prepared again only after the Send of its previous
+// lines returned: an output may reuse the value's buffers then.
+type Preparer interface {
+	Prepare(b *Batch)
+}
+
 // ErrClosed is returned by Send on an output that was closed.
 var ErrClosed = errors.New("output closed")
 
@@ -128,7 +141,19 @@ type Batch struct {
 	ownOK     []bool
 	ownEvents bool   // events and parsed are own, not a view's
 	scratch   []byte // Bytes of a gapped batch
+
+	prepared any  // the output's Prepare result (kept for its buffers)
+	prepOK   bool // prepared is for the lines the batch holds now
 }
+
+// SetPrepared stores v, an output's prepared form of the batch's lines as
+// they are now (see Preparer).
+func (b *Batch) SetPrepared(v any) { b.prepared, b.prepOK = v, true }
+
+// Prepared returns the last value given to SetPrepared, and whether it is
+// still for the lines the batch holds (the batch has not changed since).
+// A stale value is returned too, so that its buffers can be reused.
+func (b *Batch) Prepared() (v any, current bool) { return b.prepared, b.prepOK }
 
 // Len returns the number of lines in the batch.
 func (b *Batch) Len() int { return len(b.ends) }
@@ -162,6 +187,7 @@ func (b *Batch) Append(line []byte) {
 	if b.view {
 		panic("outputs: Append on a Batch view")
 	}
+	b.prepOK = false
 	b.starts = append(b.starts, len(b.buf))
 	b.buf = append(b.buf, line...)
 	b.buf = append(b.buf, '\n')
@@ -201,6 +227,7 @@ func (b *Batch) Parse(onErr func(i int, err error)) {
 	if b.view {
 		panic("outputs: Parse on a Batch view")
 	}
+	b.prepOK = false
 	n := len(b.ends)
 	b.events = slicesGrow(b.events, n)
 	b.parsed = slicesGrow(b.parsed, n)
@@ -233,6 +260,7 @@ func (b *Batch) Event(i int) *parser.Event {
 // Keep reduces the batch to the lines whose indexes are in keep
 // (ascending), in order. No byte moves: the parse results stay valid.
 func (b *Batch) Keep(keep []int) {
+	b.prepOK = false
 	parsed := len(b.parsed) == len(b.ends)
 	if parsed && b.view && !b.ownEvents {
 		// The events are shared with other views: compact a copy.
@@ -271,4 +299,5 @@ func (b *Batch) Reset() {
 	b.parsed = b.parsed[:0]
 	b.size, b.view, b.gapped, b.ownEvents = 0, false, false, false
 	b.Input = ""
+	b.prepOK = false
 }

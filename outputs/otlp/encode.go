@@ -418,18 +418,23 @@ func (w *walker) str() ([]byte, bool) {
 		return nil, false
 	}
 	start := w.i
-	for w.i < len(w.s) {
-		switch w.s[w.i] {
-		case '\\':
-			w.i += 2
-		case '"':
-			w.i++
+	for {
+		j := bytes.IndexByte(w.s[w.i:], '"')
+		if j < 0 {
+			w.i = len(w.s)
+			return nil, false
+		}
+		w.i += j + 1
+		// The quote ends the string unless an odd number of
+		// backslashes escapes it.
+		n := 0
+		for k := w.i - 2; k >= start && w.s[k] == '\\'; k-- {
+			n++
+		}
+		if n%2 == 0 {
 			return w.s[start : w.i-1], true
-		default:
-			w.i++
 		}
 	}
-	return nil, false
 }
 
 // header is the encoded start of a request, up to its first record: the

@@ -45,6 +45,7 @@ import (
 	"github.com/klauspost/compress/gzip"
 
 	"github.com/audittail/audittail/outputs"
+	"github.com/audittail/audittail/outputs/internal/pargzip"
 )
 
 // Defaults.
@@ -116,15 +117,60 @@ type Output struct {
 
 	enc encoder
 	buf []byte
-	zw  *gzip.Writer
+	zc  *pargzip.Compressor // compression: gzip
 
 	rejected atomic.Int64 // records a partial_success said were rejected
 }
 
 var (
-	_ outputs.Output  = (*Output)(nil)
-	_ outputs.Checker = (*Output)(nil)
+	_ outputs.Output   = (*Output)(nil)
+	_ outputs.Checker  = (*Output)(nil)
+	_ outputs.Preparer = (*Output)(nil)
 )
+
+// prepared is a batch encoded and compressed by Prepare, while the batch
+// before it was in flight. Its buffers are its own (Prepare runs beside
+// Send) and reused when the batch is prepared again.
+type prepared struct {
+	out     *Output
+	enc     encoder
+	buf     []byte
+	zc      *pargzip.Compressor
+	payload []byte // the request as posted: in buf, or gzipped in zc
+	records int
+}
+
+// Prepare encodes (and compresses) b as one request, so that Send only
+// posts it; a batch over max_request_bytes is left to Send, which splits
+// it. The records' observed time is then the time of Prepare.
+func (o *Output) Prepare(b *outputs.Batch) {
+	v, _ := b.Prepared()
+	p, _ := v.(*prepared)
+	if p == nil || p.out != o {
+		p = &prepared{out: o, enc: encoder{mapBody: o.enc.mapBody}}
+		if o.gzip {
+			p.zc = pargzip.New(gzip.BestSpeed)
+		}
+	}
+	now := time.Now()
+	body := o.header.start(p.buf)
+	for i := range b.Len() {
+		body = p.enc.appendRecord(body, b.Line(i), b.Event(i), now)
+	}
+	p.buf = body
+	if len(body)-o.header.reserve() > o.maxBody {
+		return
+	}
+	p.payload, p.records = o.header.finish(body), b.Len()
+	if o.gzip {
+		z, err := p.zc.Compress(p.payload)
+		if err != nil {
+			return
+		}
+		p.payload = z
+	}
+	b.SetPrepared(p)
+}
 
 // secretHeader reports whether a header's value is a credential.
 func secretHeader(name string) bool {
@@ -227,7 +273,7 @@ func New(o Options, log *slog.Logger) (*Output, error) {
 	}
 	out.fileVals.Store(&vals)
 	if out.gzip {
-		out.zw, _ = gzip.NewWriterLevel(io.Discard, gzip.BestSpeed)
+		out.zc = pargzip.New(gzip.BestSpeed)
 	}
 	return out, nil
 }
@@ -264,6 +310,18 @@ func (o *Output) Send(ctx context.Context, b *outputs.Batch) error {
 		return outputs.ErrClosed
 	}
 	n := b.Len()
+	if v, ok := b.Prepared(); ok {
+		if p, _ := v.(*prepared); p != nil && p.out == o && p.records == n {
+			res := o.postPayload(ctx, p.payload, n)
+			switch {
+			case res.err == nil:
+				return nil
+			case res.permanent:
+				return outputs.Permanent(res.err)
+			}
+			return res.err
+		}
+	}
 	var (
 		rejected  []int // lines refused for good, ascending
 		permErr   error
@@ -346,21 +404,22 @@ func retryable(code int) bool {
 
 // post sends one ExportLogsServiceRequest of records records.
 func (o *Output) post(ctx context.Context, body []byte, records int) result {
+	// The payload is in o.buf or o.zc, which the next request reuses: do
+	// ends the transport's access to it when the answer is closed.
 	payload := body
 	if o.gzip {
-		var zb bytes.Buffer
-		zb.Grow(len(body) / 4)
-		o.zw.Reset(&zb)
-		o.zw.Write(body)
-		if err := o.zw.Close(); err != nil {
+		z, err := o.zc.Compress(body)
+		if err != nil {
 			return result{err: fmt.Errorf("cannot gzip a request to %s: %w", o.host, err)}
 		}
-		payload = zb.Bytes()
-	} else {
-		// The transport may read the body after Send returned (a
-		// retried HTTP/2 stream); o.buf is reused by the next Send.
-		payload = bytes.Clone(body)
+		payload = z
 	}
+	return o.postPayload(ctx, payload, records)
+}
+
+// postPayload posts one request (compressed already if it is to be) of
+// records records and classifies the answer.
+func (o *Output) postPayload(ctx context.Context, payload []byte, records int) result {
 	resp, err := o.do(ctx, payload)
 	if err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {
@@ -399,12 +458,22 @@ func (o *Output) post(ctx context.Context, body []byte, records int) result {
 	return result{err: err, permanent: true}
 }
 
+// do sends one request. Closing the answer's body ends the transport's
+// access to payload (reads fail after it), so that its buffer can be
+// reused.
 func (o *Output) do(ctx context.Context, payload []byte) (*http.Response, error) {
-	ctx, cancel := context.WithTimeout(ctx, o.timeout)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, o.url, bytes.NewReader(payload))
+	ctx, cancelCtx := context.WithTimeout(ctx, o.timeout)
+	g := outputs.NewReusedBody(payload)
+	cancel := func() { cancelCtx(); g.Release() }
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, o.url, g.Reader())
 	if err != nil {
 		cancel()
 		return nil, err
+	}
+	req.ContentLength = int64(len(payload))
+	req.GetBody = func() (io.ReadCloser, error) { return g.Reader(), nil }
+	if len(payload) == 0 {
+		req.Body, req.GetBody = http.NoBody, nil // not chunked
 	}
 	req.Header.Set("Content-Type", "application/x-protobuf")
 	req.Header.Set("User-Agent", o.userAgent)

@@ -56,3 +56,25 @@ func TestANestedMessageLengthIsWrittenMinimally(t *testing.T) {
 		}
 	}
 }
+
+func TestWalkerStringEndsAtTheFirstUnescapedQuote(t *testing.T) {
+	for _, c := range []struct{ in, want, rest string }{
+		{`"plain",1`, `plain`, `,1`},
+		{`"a \"quoted\" word"}`, `a \"quoted\" word`, `}`},
+		{`"ends in a backslash \\"}`, `ends in a backslash \\`, `}`},
+		{`"three \\\" then"x`, `three \\\" then`, `x`},
+		{`""`, ``, ``},
+	} {
+		w := walker{s: []byte(c.in)}
+		got, ok := w.str()
+		if !ok || string(got) != c.want || string(w.s[w.i:]) != c.rest {
+			t.Errorf("%s: got %q ok %v rest %q, want %q rest %q", c.in, got, ok, w.s[w.i:], c.want, c.rest)
+		}
+	}
+	for _, in := range []string{`"open`, `"escaped end\"`, `x"`} {
+		w := walker{s: []byte(in)}
+		if got, ok := w.str(); ok {
+			t.Errorf("%s: got %q, want no string", in, got)
+		}
+	}
+}

@@ -36,8 +36,16 @@ type Harness struct {
 // NewBatch returns a parsed batch of n realistic events (mixed levels) with
 // the auditIDs it holds.
 func NewBatch(seed uint64, n int) (*outputs.Batch, []string) {
+	b := &outputs.Batch{}
+	return b, fill(b, seed, n)
+}
+
+// fill empties b and fills it as NewBatch does, keeping its storage (and
+// its prepared value, no longer current), as the agent reuses batches.
+func fill(b *outputs.Batch, seed uint64, n int) []string {
 	g := auditgen.New(seed)
-	b := &outputs.Batch{Input: "/var/log/kubernetes/audit/audit.log"}
+	b.Reset()
+	b.Input = "/var/log/kubernetes/audit/audit.log"
 	ids := make([]string, 0, n)
 	var buf []byte
 	ts := time.Date(2026, 11, 23, 10, 54, 44, 671393000, time.UTC)
@@ -50,7 +58,7 @@ func NewBatch(seed uint64, n int) (*outputs.Batch, []string) {
 		id, _ := parser.Unquote(nil, b.Event(i).AuditID)
 		ids = append(ids, string(id))
 	}
-	return b, ids
+	return ids
 }
 
 // stall is how long waitReceived waits without a new event arriving
@@ -89,8 +97,22 @@ func contains(got []string, want []string) error {
 	return nil
 }
 
-// Run runs the suite.
+// Run runs the suite. An output that is an outputs.Preparer runs it twice:
+// with every batch prepared first (once, as the agent does: a retry sends
+// what was prepared), and without.
 func Run(t *testing.T, h Harness) {
+	o := h.New(t)
+	_, ok := o.(outputs.Preparer)
+	o.Close(context.Background())
+	if !ok {
+		run(t, h, false)
+		return
+	}
+	t.Run("prepared", func(t *testing.T) { run(t, h, true); runPrepared(t, h) })
+	t.Run("unprepared", func(t *testing.T) { run(t, h, false) })
+}
+
+func run(t *testing.T, h Harness, prepare bool) {
 	reset := func() {
 		if h.Reset != nil {
 			h.Reset()
@@ -99,6 +121,11 @@ func Run(t *testing.T, h Harness) {
 	send := func(t *testing.T, o outputs.Output, b *outputs.Batch) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
+		if p, ok := o.(outputs.Preparer); ok && prepare {
+			if _, current := b.Prepared(); !current {
+				p.Prepare(b)
+			}
+		}
 		return o.Send(ctx, b)
 	}
 
@@ -217,6 +244,70 @@ func Run(t *testing.T, h Harness) {
 			}
 		case <-time.After(5 * time.Second):
 			t.Fatal("Send ignored a cancelled context for 5s")
+		}
+	})
+}
+
+// runPrepared checks what only a Preparer must get right: the batch may
+// change after Prepare, and the next batch is prepared while the one
+// before is in flight.
+func runPrepared(t *testing.T, h Harness) {
+	reset := func() {
+		if h.Reset != nil {
+			h.Reset()
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	t.Run("sends the lines a batch holds, not those it held when prepared", func(t *testing.T) {
+		reset()
+		o := h.New(t)
+		defer o.Close(context.Background())
+		b, ids := NewBatch(70, 20)
+		o.(outputs.Preparer).Prepare(b)
+		keep := []int{1, 5, 6, 19}
+		b.Keep(keep)
+		if err := o.Send(ctx, b); err != nil {
+			t.Fatalf("Send: %v", err)
+		}
+		var want []string
+		for _, i := range keep {
+			want = append(want, ids[i])
+		}
+		got := waitReceived(t, h, len(want))
+		if !slices.Equal(got, want) {
+			t.Fatalf("received %v, want the kept %v", got, want)
+		}
+	})
+
+	t.Run("prepares the next batch while one is in flight", func(t *testing.T) {
+		reset()
+		o := h.New(t)
+		defer o.Close(context.Background())
+		p := o.(outputs.Preparer)
+		// Two batches reused in turn, as the agent reuses them: each is
+		// prepared while the other's Send runs.
+		var bufs [2]outputs.Batch
+		want := fill(&bufs[0], 80, 40)
+		p.Prepare(&bufs[0])
+		for i := 1; i <= 6; i++ {
+			done := make(chan error, 1)
+			go func(b *outputs.Batch) { done <- o.Send(ctx, b) }(&bufs[(i-1)%2])
+			next := &bufs[i%2]
+			ids := fill(next, uint64(80+i), 40)
+			p.Prepare(next)
+			if err := <-done; err != nil {
+				t.Fatalf("Send %d: %v", i-1, err)
+			}
+			want = append(want, ids...)
+		}
+		if err := o.Send(ctx, &bufs[6%2]); err != nil {
+			t.Fatalf("last Send: %v", err)
+		}
+		got := waitReceived(t, h, len(want))
+		if !slices.Equal(got, want) {
+			t.Fatalf("received %d events, want the %d sent, in order", len(got), len(want))
 		}
 	})
 }

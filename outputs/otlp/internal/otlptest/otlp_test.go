@@ -352,3 +352,28 @@ func TestABatchOverMaxRequestBytesGoesInSeveralRequests(t *testing.T) {
 		t.Fatalf("%d accepted + %d to resend != 400", first, len(pe.Lines))
 	}
 }
+
+// A prepared batch is posted as prepared: its records' observed time is
+// the time of Prepare, not of Send.
+func TestAPreparedBatchIsPostedAsPrepared(t *testing.T) {
+	r := newReceiver(t)
+	o := r.newOutput(t, nil)
+	defer o.Close(context.Background())
+	b, _ := outputstest.NewBatch(5, 10)
+	before := time.Now()
+	o.Prepare(b)
+	after := time.Now()
+	time.Sleep(20 * time.Millisecond)
+	if err := send(t, o, b); err != nil {
+		t.Fatal(err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	recs := r.logs[0].ResourceLogs().At(0).ScopeLogs().At(0).LogRecords()
+	if recs.Len() != 10 {
+		t.Fatalf("%d records, want 10", recs.Len())
+	}
+	if got := recs.At(0).ObservedTimestamp().AsTime(); got.Before(before) || got.After(after) {
+		t.Fatalf("observed %s, want the time of Prepare (%s to %s)", got, before, after)
+	}
+}
