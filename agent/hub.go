@@ -255,7 +255,8 @@ func contains(ss []*stream, s *stream) bool {
 	return false
 }
 
-// join asks the hub to take s (which has delivered everything up to at)
+// join asks the hub to take s (which has taken everything up to at: the
+// last of it may still be in flight, its sender delivers in order)
 // back into the shared stream. It returns a channel that yields true once
 // s is attached (its queue then gets every chunk after at) or false if the
 // hub could not meet s at at (s goes on alone and asks again), and, when

@@ -36,8 +36,9 @@ type Output interface {
 // Preparer is implemented by outputs that can do a batch's work
 // (encoding, compressing) before Send: the agent calls Prepare for the
 // next batch while the one before is in flight, so that the work overlaps
-// the wait for the sink's answer. Prepare may run while Send runs (with
-// another batch), never with another Prepare, and must not fail: it stores
+// the wait for the sink's answer. Prepare may run while Send runs and
+// while other Prepares run (other batches: one per stream of the output),
+// so it must use only the batch's own storage; it must not fail: it stores
 // its result with b.SetPrepared, and Send uses it if b.Prepared says it
 // still holds (Keep, View and Reset void it), doing the work itself
 // otherwise. A batch is prepared again only after the Send of its previous

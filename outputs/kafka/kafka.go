@@ -85,14 +85,7 @@ type Output struct {
 	ctx    context.Context // the records' context: cancelled by Close
 	cancel context.CancelFunc
 
-	// The last Send's records and their bytes, reused by the next once
-	// franz-go let go of every one (no inflight).
-	recs    []kgo.Record
-	hdrs    []kgo.RecordHeader
-	arena   []byte
-	produce []*kgo.Record
-
-	rejected  []int
+	own       *records // built by Send for a batch not prepared
 	truncated atomic.Int64
 	lastErr   *atomic.Pointer[loggedErr] // franz-go's last logged error (connections, SASL)
 }
@@ -226,72 +219,28 @@ func (o *Output) Send(ctx context.Context, b *outputs.Batch) error {
 		}
 	}
 
-	// The records and their bytes are the Send's own: franz-go may hold
-	// them after Send returns (a timeout with requests in flight), when
-	// the batch belongs to the caller again. Past such a timeout they are
-	// left to franz-go and the next Send starts new ones.
-	recs := slices.Grow(o.recs[:0], n)[:n]
-	clear(recs)
-	hdrs := slices.Grow(o.hdrs[:0], 3*n)
-	arena := slices.Grow(o.arena[:0], b.Size()+n*64)
-	produce := slices.Grow(o.produce[:0], n)
-	o.rejected = o.rejected[:0]
-	for i := range n {
-		line, ev := b.Line(i), b.Event(i)
-		r := &recs[i]
-		start := len(arena)
-		hstart := len(hdrs)
-		if ev != nil {
-			for _, h := range [...]struct {
-				k string
-				v []byte
-			}{{"auditID", ev.AuditID}, {"stage", ev.Stage}, {"verb", ev.Verb}} {
-				vs := len(arena)
-				arena = appendString(arena, h.v)
-				hdrs = append(hdrs, kgo.RecordHeader{Key: h.k, Value: arena[vs:len(arena):len(arena)]})
-			}
-			r.Headers = hdrs[hstart:len(hdrs):len(hdrs)]
-			var kv []byte
-			switch o.s.key {
-			case keyAuditID:
-				kv = ev.AuditID
-			case keyNamespace:
-				kv = ev.ObjectRef.Namespace
-			case keyUser:
-				kv = ev.Username
-			}
-			if kv != nil {
-				ks := len(arena)
-				arena = appendString(arena, kv)
-				if len(arena) > ks {
-					r.Key = arena[ks:len(arena):len(arena)]
-				}
-			}
+	// Prepared records are produced once: a retry builds them again, as
+	// franz-go has set fields of theirs (timestamp, partition) meanwhile.
+	var r *records
+	if v, ok := b.Prepared(); ok {
+		if p, _ := v.(*records); p != nil && p.out == o && p.n == n && !p.produced {
+			r = p
 		}
-		limit := o.s.maxMsg - recordOverhead - (len(arena) - start) - 16*len(r.Headers)
-		vs := len(arena)
-		if len(line) <= limit {
-			arena = append(arena, line...)
-		} else {
-			var cut bool
-			if ev != nil {
-				arena, cut = outputs.CutObjects(arena, line, ev, limit)
-			}
-			if !cut || len(arena)-vs > limit {
-				arena = arena[:start]
-				hdrs = hdrs[:hstart]
-				o.rejected = append(o.rejected, i)
-				continue
-			}
-			o.truncated.Add(1)
-		}
-		r.Value = arena[vs:len(arena):len(arena)]
-		produce = append(produce, r)
 	}
+	if r == nil {
+		if o.own == nil || o.own.held {
+			o.own = &records{out: o}
+		}
+		r = o.own
+		o.build(r, b)
+	}
+	r.produced = true
+	o.truncated.Add(int64(r.cut))
+	produce := r.produce
 	var rejected error
-	if len(o.rejected) > 0 {
+	if len(r.rejected) > 0 {
 		rejected = &outputs.RejectedError{
-			Lines: slices.Clone(o.rejected),
+			Lines: slices.Clone(r.rejected),
 			Err:   fmt.Errorf("event longer than max_message_bytes (%d) even without requestObject and responseObject, not sent to topic %s", o.s.maxMsg, o.s.topic),
 		}
 		if len(produce) == 0 {
@@ -300,15 +249,14 @@ func (o *Output) Send(ctx context.Context, b *outputs.Batch) error {
 	}
 
 	f := &flight{pending: len(produce), done: make(chan struct{})}
-	for _, r := range produce {
-		o.cl.Produce(o.ctx, r, f.promise)
+	for _, rec := range produce {
+		o.cl.Produce(o.ctx, rec, f.promise)
 	}
 	select {
 	case <-f.done:
-		o.recs, o.hdrs, o.arena, o.produce = recs, hdrs, arena, produce
 	case <-pctx.Done():
 		o.inflight = f
-		o.recs, o.hdrs, o.arena, o.produce = nil, nil, nil, nil
+		r.held = true
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -330,6 +278,105 @@ func (o *Output) Send(ctx context.Context, b *outputs.Batch) error {
 		return o.classify(fmt.Errorf("kafka %s: %d of %d records to topic %s failed: %w", o.s.display, f.failed, len(produce), o.s.topic, o.explain(f.err)), f.err)
 	}
 	return rejected
+}
+
+// records are a batch's kgo.Records and the bytes they point into, built
+// by Prepare (while the batch before is in flight) or by Send.
+type records struct {
+	out      *Output
+	n        int // the batch's lines
+	recs     []kgo.Record
+	hdrs     []kgo.RecordHeader
+	arena    []byte
+	produce  []*kgo.Record // the records to produce, in order
+	rejected []int         // lines over max_message_bytes, even cut
+	cut      int           // lines sent with their objects cut out
+	produced bool          // by a Send
+	// held: a Send returned before every promise did, so franz-go may
+	// still read them; they are never reused.
+	held bool
+}
+
+var _ outputs.Preparer = (*Output)(nil)
+
+// Prepare builds b's records, so that Send only produces them.
+func (o *Output) Prepare(b *outputs.Batch) {
+	v, _ := b.Prepared()
+	r, _ := v.(*records)
+	if r == nil || r.out != o || r.held {
+		r = &records{out: o}
+	}
+	o.build(r, b)
+	b.SetPrepared(r)
+}
+
+// build makes r the records of b, reusing r's buffers. The records and
+// their bytes are r's own: franz-go may hold them after Send returns (a
+// timeout with requests in flight), when the batch belongs to the caller
+// again.
+func (o *Output) build(r *records, b *outputs.Batch) {
+	n := b.Len()
+	recs := slices.Grow(r.recs[:0], n)[:n]
+	clear(recs)
+	hdrs := slices.Grow(r.hdrs[:0], 3*n)
+	arena := slices.Grow(r.arena[:0], b.Size()+n*64)
+	produce := slices.Grow(r.produce[:0], n)
+	rejected := r.rejected[:0]
+	cut := 0
+	for i := range n {
+		line, ev := b.Line(i), b.Event(i)
+		rec := &recs[i]
+		start := len(arena)
+		hstart := len(hdrs)
+		if ev != nil {
+			for _, h := range [...]struct {
+				k string
+				v []byte
+			}{{"auditID", ev.AuditID}, {"stage", ev.Stage}, {"verb", ev.Verb}} {
+				vs := len(arena)
+				arena = appendString(arena, h.v)
+				hdrs = append(hdrs, kgo.RecordHeader{Key: h.k, Value: arena[vs:len(arena):len(arena)]})
+			}
+			rec.Headers = hdrs[hstart:len(hdrs):len(hdrs)]
+			var kv []byte
+			switch o.s.key {
+			case keyAuditID:
+				kv = ev.AuditID
+			case keyNamespace:
+				kv = ev.ObjectRef.Namespace
+			case keyUser:
+				kv = ev.Username
+			}
+			if kv != nil {
+				ks := len(arena)
+				arena = appendString(arena, kv)
+				if len(arena) > ks {
+					rec.Key = arena[ks:len(arena):len(arena)]
+				}
+			}
+		}
+		limit := o.s.maxMsg - recordOverhead - (len(arena) - start) - 16*len(rec.Headers)
+		vs := len(arena)
+		if len(line) <= limit {
+			arena = append(arena, line...)
+		} else {
+			var ok bool
+			if ev != nil {
+				arena, ok = outputs.CutObjects(arena, line, ev, limit)
+			}
+			if !ok || len(arena)-vs > limit {
+				arena = arena[:start]
+				hdrs = hdrs[:hstart]
+				rejected = append(rejected, i)
+				continue
+			}
+			cut++
+		}
+		rec.Value = arena[vs:len(arena):len(arena)]
+		produce = append(produce, rec)
+	}
+	r.n, r.recs, r.hdrs, r.arena, r.produce, r.rejected = n, recs, hdrs, arena, produce, rejected
+	r.cut, r.produced = cut, false
 }
 
 // explain adds what to check to the errors that blame the configuration.

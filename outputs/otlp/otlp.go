@@ -5,7 +5,9 @@
 // Splunk, Dynatrace) accept.
 //
 // Each event is one LogRecord: time_unix_nano from stageTimestamp,
-// observed_time_unix_nano the time of sending, severity INFO, or WARN for a
+// observed_time_unix_nano the time the batch was encoded (by Prepare, while
+// the batch before was in flight, or by Send; a retry keeps it), severity
+// INFO, or WARN for a
 // 4xx response code and ERROR for a 5xx, the body the event line as read
 // (body: string) or the event as a KeyValueList (body: map), and the
 // attributes OpenShift's logging gives audit events (k8s.audit.event.level,

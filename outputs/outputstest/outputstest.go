@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -101,6 +102,9 @@ func contains(got []string, want []string) error {
 // with every batch prepared first (once, as the agent does: a retry sends
 // what was prepared), and without.
 func Run(t *testing.T, h Harness) {
+	if h.Reset != nil {
+		h.Reset()
+	}
 	o := h.New(t)
 	_, ok := o.(outputs.Preparer)
 	o.Close(context.Background())
@@ -278,6 +282,49 @@ func runPrepared(t *testing.T, h Harness) {
 		got := waitReceived(t, h, len(want))
 		if !slices.Equal(got, want) {
 			t.Fatalf("received %v, want the kept %v", got, want)
+		}
+	})
+
+	t.Run("sends the lines a batch holds after it was refilled with as many", func(t *testing.T) {
+		reset()
+		o := h.New(t)
+		defer o.Close(context.Background())
+		var b outputs.Batch
+		fill(&b, 72, 20)
+		o.(outputs.Preparer).Prepare(&b)
+		want := fill(&b, 73, 20) // the same length, other events
+		if err := o.Send(ctx, &b); err != nil {
+			t.Fatalf("Send: %v", err)
+		}
+		got := waitReceived(t, h, len(want))
+		if !slices.Equal(got, want) {
+			t.Fatalf("received %d events, not the batch's %d as it is now", len(got), len(want))
+		}
+	})
+
+	t.Run("prepares batches of several streams at once", func(t *testing.T) {
+		reset()
+		o := h.New(t)
+		defer o.Close(context.Background())
+		p := o.(outputs.Preparer)
+		var bufs [3]outputs.Batch
+		var ids [3][]string
+		var wg sync.WaitGroup
+		for i := range bufs {
+			ids[i] = fill(&bufs[i], uint64(74+i), 30)
+			wg.Go(func() { p.Prepare(&bufs[i]) })
+		}
+		wg.Wait()
+		var want []string
+		for i := range bufs {
+			if err := o.Send(ctx, &bufs[i]); err != nil {
+				t.Fatalf("Send %d: %v", i, err)
+			}
+			want = append(want, ids[i]...)
+		}
+		got := waitReceived(t, h, len(want))
+		if !slices.Equal(got, want) {
+			t.Fatalf("received %d events, want the %d sent, in order", len(got), len(want))
 		}
 	})
 

@@ -25,6 +25,10 @@ import (
 // MinSegment is the smallest segment worth a goroutine of its own.
 const MinSegment = 128 << 10
 
+// minSegment is MinSegment, lowered by the fuzz test so that small inputs
+// are cut into several segments too.
+var minSegment = MinSegment
+
 // Compressor gzips one body at a time, reusing its buffers and deflate
 // state; it is not safe for concurrent use.
 type Compressor struct {
@@ -48,7 +52,7 @@ func (c *Compressor) Compress(src []byte) ([]byte, error) {
 	if n <= 0 {
 		n = runtime.GOMAXPROCS(0)
 	}
-	n = max(1, min(n, len(src)/MinSegment))
+	n = max(1, min(n, len(src)/minSegment))
 	for len(c.segs) < n {
 		fw, err := flate.NewWriter(nil, c.level)
 		if err != nil {

@@ -111,11 +111,18 @@ func TestSegmentsCostLittleRatio(t *testing.T) {
 	}
 }
 
+// FuzzCompress cuts its inputs into segments of as little as 1 byte, so
+// that small inputs are several segments too.
 func FuzzCompress(f *testing.F) {
-	f.Add([]byte(`{"kind":"Event"}`), uint8(2))
-	f.Add(events(3*MinSegment), uint8(3))
-	f.Fuzz(func(t *testing.T, in []byte, workers uint8) {
-		c := &Compressor{level: 1, workers: int(workers%5) + 1}
+	f.Add([]byte(`{"kind":"Event"}`), uint8(2), uint16(4))
+	f.Add(events(3*MinSegment), uint8(3), uint16(0))
+	f.Add(events(4<<10), uint8(7), uint16(100))
+	f.Fuzz(func(t *testing.T, in []byte, workers uint8, seg uint16) {
+		defer func(m int) { minSegment = m }(minSegment)
+		if seg > 0 {
+			minSegment = int(seg)
+		}
+		c := &Compressor{level: 1, workers: int(workers%8) + 1}
 		out, err := c.Compress(in)
 		if err != nil {
 			t.Fatal(err)
