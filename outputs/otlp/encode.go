@@ -63,8 +63,29 @@ const (
 // second pass computing sizes.
 const lenReserve = 5
 
+// appendTag appends a field key. Every field number here is under 16, so
+// a key is one byte: inlined, where protowire.AppendTag is a call.
+func appendTag(b []byte, num protowire.Number, t protowire.Type) []byte {
+	return append(b, byte(num)<<3|byte(t))
+}
+
+// appendVarint is protowire.AppendVarint with the one-byte case (tags,
+// short strings' lengths) inlined.
+func appendVarint(b []byte, v uint64) []byte {
+	if v < 1<<7 {
+		return append(b, byte(v))
+	}
+	return protowire.AppendVarint(b, v)
+}
+
+func appendBytes(b, v []byte) []byte { return append(appendVarint(b, uint64(len(v))), v...) }
+
+func appendString(b []byte, v string) []byte {
+	return append(appendVarint(b, uint64(len(v))), v...)
+}
+
 func begin(b *[]byte, num protowire.Number) int {
-	*b = protowire.AppendTag(*b, num, protowire.BytesType)
+	*b = appendTag(*b, num, protowire.BytesType)
 	*b = append(*b, 0, 0, 0, 0, 0)
 	return len(*b)
 }
@@ -72,7 +93,7 @@ func begin(b *[]byte, num protowire.Number) int {
 func end(b *[]byte, start int) {
 	n := len(*b) - start
 	var l [lenReserve]byte
-	ln := protowire.AppendVarint(l[:0], uint64(n))
+	ln := appendVarint(l[:0], uint64(n))
 	hdr := start - lenReserve
 	copy((*b)[hdr+len(ln):], (*b)[start:])
 	copy((*b)[hdr:], ln)
@@ -80,8 +101,8 @@ func end(b *[]byte, start int) {
 }
 
 func appendStringField(b []byte, num protowire.Number, s []byte) []byte {
-	b = protowire.AppendTag(b, num, protowire.BytesType)
-	return protowire.AppendBytes(b, s)
+	b = appendTag(b, num, protowire.BytesType)
+	return appendBytes(b, s)
 }
 
 // appendKV appends a KeyValue with a string value, its lengths computed
@@ -89,12 +110,12 @@ func appendStringField(b []byte, num protowire.Number, s []byte) []byte {
 func appendKV(b []byte, num protowire.Number, key string, val []byte) []byte {
 	any := 1 + protowire.SizeBytes(len(val))                               // AnyValue{string_value}
 	kv := 1 + protowire.SizeBytes(len(key)) + 1 + protowire.SizeBytes(any) // KeyValue{key, value}
-	b = protowire.AppendTag(b, num, protowire.BytesType)
-	b = protowire.AppendVarint(b, uint64(kv))
-	b = protowire.AppendTag(b, fKeyValueKey, protowire.BytesType)
-	b = protowire.AppendString(b, key)
-	b = protowire.AppendTag(b, fKeyValueValue, protowire.BytesType)
-	b = protowire.AppendVarint(b, uint64(any))
+	b = appendTag(b, num, protowire.BytesType)
+	b = appendVarint(b, uint64(kv))
+	b = appendTag(b, fKeyValueKey, protowire.BytesType)
+	b = appendString(b, key)
+	b = appendTag(b, fKeyValueValue, protowire.BytesType)
+	b = appendVarint(b, uint64(any))
 	return appendStringField(b, fAnyString, val)
 }
 
@@ -103,8 +124,8 @@ func appendKVInt(b []byte, num protowire.Number, key string, val int64) []byte {
 	kv := begin(&b, num)
 	b = appendStringField(b, fKeyValueKey, []byte(key))
 	v := begin(&b, fKeyValueValue)
-	b = protowire.AppendTag(b, fAnyInt, protowire.VarintType)
-	b = protowire.AppendVarint(b, uint64(val))
+	b = appendTag(b, fAnyInt, protowire.VarintType)
+	b = appendVarint(b, uint64(val))
 	end(&b, v)
 	end(&b, kv)
 	return b
@@ -150,13 +171,13 @@ func (e *encoder) appendRecord(b []byte, line []byte, ev *parser.Event, now time
 			ts = t
 		}
 	}
-	b = protowire.AppendTag(b, fRecordTime, protowire.Fixed64Type)
+	b = appendTag(b, fRecordTime, protowire.Fixed64Type)
 	b = protowire.AppendFixed64(b, uint64(ts.UnixNano()))
-	b = protowire.AppendTag(b, fRecordObservedTime, protowire.Fixed64Type)
+	b = appendTag(b, fRecordObservedTime, protowire.Fixed64Type)
 	b = protowire.AppendFixed64(b, uint64(now.UnixNano()))
 	sev, text := severity(ev)
-	b = protowire.AppendTag(b, fRecordSeverityNumber, protowire.VarintType)
-	b = protowire.AppendVarint(b, sev)
+	b = appendTag(b, fRecordSeverityNumber, protowire.VarintType)
+	b = appendVarint(b, sev)
 	b = appendStringField(b, fRecordSeverityText, []byte(text))
 
 	if e.mapBody && ev != nil {
@@ -169,8 +190,8 @@ func (e *encoder) appendRecord(b []byte, line []byte, ev *parser.Event, now time
 		end(&b, body)
 	} else {
 		// AnyValue{string_value: line}, its length known: no shift.
-		b = protowire.AppendTag(b, fRecordBody, protowire.BytesType)
-		b = protowire.AppendVarint(b, uint64(1+protowire.SizeBytes(len(line))))
+		b = appendTag(b, fRecordBody, protowire.BytesType)
+		b = appendVarint(b, uint64(1+protowire.SizeBytes(len(line))))
 		b = appendStringField(b, fAnyString, line)
 	}
 
@@ -353,8 +374,8 @@ func (e *encoder) appendValue(b []byte, w *walker) ([]byte, bool) {
 			return b, false
 		}
 		w.i += len(lit)
-		b = protowire.AppendTag(b, fAnyBool, protowire.VarintType)
-		return protowire.AppendVarint(b, protowire.EncodeBool(c == 't')), true
+		b = appendTag(b, fAnyBool, protowire.VarintType)
+		return appendVarint(b, protowire.EncodeBool(c == 't')), true
 	case c == 'n':
 		if !bytes.HasPrefix(w.s[w.i:], []byte("null")) {
 			return b, false
@@ -373,15 +394,15 @@ func (e *encoder) appendValue(b []byte, w *walker) ([]byte, bool) {
 		}
 		if !bytes.ContainsAny(num, ".eE") {
 			if n, err := strconv.ParseInt(string(num), 10, 64); err == nil {
-				b = protowire.AppendTag(b, fAnyInt, protowire.VarintType)
-				return protowire.AppendVarint(b, uint64(n)), true
+				b = appendTag(b, fAnyInt, protowire.VarintType)
+				return appendVarint(b, uint64(n)), true
 			}
 		}
 		f, err := strconv.ParseFloat(string(num), 64)
 		if err != nil {
 			return b, false
 		}
-		b = protowire.AppendTag(b, fAnyDouble, protowire.Fixed64Type)
+		b = appendTag(b, fAnyDouble, protowire.Fixed64Type)
 		return protowire.AppendFixed64(b, math.Float64bits(f)), true
 	}
 }
@@ -476,14 +497,14 @@ func (h header) finish(b []byte) []byte {
 	sl := 1 + protowire.SizeBytes(len(h.scope)) + records                                      // ScopeLogs content
 	rl := 1 + protowire.SizeBytes(len(h.resource)) + 1 + protowire.SizeVarint(uint64(sl)) + sl // ResourceLogs content
 	var hdr []byte
-	hdr = protowire.AppendTag(hdr, fRequestResourceLogs, protowire.BytesType)
-	hdr = protowire.AppendVarint(hdr, uint64(rl))
-	hdr = protowire.AppendTag(hdr, fResourceLogsResource, protowire.BytesType)
-	hdr = protowire.AppendBytes(hdr, h.resource)
-	hdr = protowire.AppendTag(hdr, fResourceLogsScopeLogs, protowire.BytesType)
-	hdr = protowire.AppendVarint(hdr, uint64(sl))
-	hdr = protowire.AppendTag(hdr, fScopeLogsScope, protowire.BytesType)
-	hdr = protowire.AppendBytes(hdr, h.scope)
+	hdr = appendTag(hdr, fRequestResourceLogs, protowire.BytesType)
+	hdr = appendVarint(hdr, uint64(rl))
+	hdr = appendTag(hdr, fResourceLogsResource, protowire.BytesType)
+	hdr = appendBytes(hdr, h.resource)
+	hdr = appendTag(hdr, fResourceLogsScopeLogs, protowire.BytesType)
+	hdr = appendVarint(hdr, uint64(sl))
+	hdr = appendTag(hdr, fScopeLogsScope, protowire.BytesType)
+	hdr = appendBytes(hdr, h.scope)
 	off := h.reserve() - len(hdr)
 	copy(b[off:], hdr)
 	return b[off:]

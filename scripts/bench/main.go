@@ -71,7 +71,11 @@ func run() error {
 	}
 	var results []result
 	for _, name := range strings.Split(*outs, ",") {
-		r, err := measure(*bin, *dir, corpus, name)
+		measureOne := measure
+		if name == "rsyslog-omrelp" {
+			measureOne = func(_, dir, corpus, _ string) (result, error) { return measureOmrelp(dir, corpus, events) }
+		}
+		r, err := measureOne(*bin, *dir, corpus, name)
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
@@ -218,7 +222,7 @@ func measure(bin, dir, corpus, name string) (result, error) {
 		if err != nil {
 			return r, err
 		}
-		stop = stopSyslog
+		stop = func() { r.receiverEvents, r.receiverChecked = relpReceived(dir), true; stopSyslog() }
 		output = fmt.Sprintf("  - type: syslog\n    address: relp://%s\n    hostname: bench\n", addr)
 		if w := os.Getenv("BENCH_RELP_WINDOW"); w != "" {
 			output += "    relp_window: " + w + "\n"
@@ -427,9 +431,10 @@ action(type="omfile" file="/dev/null")
 		body = fmt.Sprintf(`global(workDirectory="%s" maxMessageSize="256k")
 module(load="imrelp")
 main_queue(queue.type="Direct")
-ruleset(name="relp" queue.type="Direct") { action(type="omfile" file="/dev/null") }
+template(name="one" type="string" string="x\n")
+ruleset(name="relp" queue.type="Direct") { action(type="omfile" file="%s" template="one") }
 input(type="imrelp" address="127.0.0.1" port="%d" ruleset="relp" maxDataSize="300k")
-`, work, port)
+`, work, filepath.Join(work, "received"), port)
 	}
 	os.WriteFile(conf, []byte(body), 0o644)
 	cmd := exec.Command("rsyslogd", "-n", "-f", conf, "-i", filepath.Join(work, "pid"))
@@ -452,6 +457,71 @@ input(type="imrelp" address="127.0.0.1" port="%d" ruleset="relp" maxDataSize="30
 		cmd.Process.Signal(syscall.SIGTERM)
 		cmd.Wait()
 	}, nil
+}
+
+// relpReceived counts the messages the imrelp receiver wrote (two bytes
+// each).
+func relpReceived(dir string) int64 {
+	fi, err := os.Stat(filepath.Join(dir, "rsyslog", "received"))
+	if err != nil {
+		return 0
+	}
+	return fi.Size() / 2
+}
+
+// measureOmrelp is the RELP row's baseline: rsyslog's own RELP client
+// (imfile reading the corpus, omrelp sending it) into the same imrelp
+// receiver. It ends when the receiver has every event; CPU and RSS are
+// the sending rsyslogd's.
+func measureOmrelp(dir, corpus string, events int64) (result, error) {
+	r := result{name: "rsyslog-omrelp"}
+	addr, stopReceiver, err := startRsyslogInput(dir, "imrelp")
+	if err != nil {
+		return r, err
+	}
+	defer stopReceiver()
+	_, port, _ := net.SplitHostPort(addr)
+	work := filepath.Join(dir, "rsyslog-sender")
+	os.RemoveAll(work)
+	os.MkdirAll(work, 0o755)
+	conf := filepath.Join(work, "rsyslog.conf")
+	body := fmt.Sprintf(`global(workDirectory="%s" maxMessageSize="256k")
+module(load="imfile" mode="inotify")
+module(load="omrelp")
+input(type="imfile" file="%s" tag="audit:" facility="local0" severity="info" freshStartTail="off")
+action(type="omrelp" target="127.0.0.1" port="%s")
+`, work, corpus, port)
+	os.WriteFile(conf, []byte(body), 0o644)
+	cmd := exec.Command("rsyslogd", "-n", "-f", conf, "-i", filepath.Join(work, "pid"))
+	cmd.Stderr = os.Stderr
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return r, fmt.Errorf("rsyslogd: %w", err)
+	}
+	prev, since := int64(-1), time.Now()
+	for {
+		n := relpReceived(dir)
+		if n >= events {
+			r.wall = time.Since(start)
+			break
+		}
+		if n != prev {
+			prev, since = n, time.Now()
+		} else if time.Since(since) > 30*time.Second {
+			cmd.Process.Kill()
+			cmd.Wait()
+			return r, fmt.Errorf("omrelp: the receiver holds %d events of %d and got none for 30s", n, events)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Wait()
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		r.cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+		r.maxRSSKiB = ru.Maxrss
+	}
+	r.events, r.receiverEvents, r.receiverChecked = events, relpReceived(dir), true
+	return r, nil
 }
 
 var _ = context.Background
