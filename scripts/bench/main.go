@@ -3,7 +3,7 @@
 // backfill` on it into each output with a receiver on 127.0.0.1, and prints
 // events/s, MB/s, CPU seconds per GB and peak RSS as a Markdown table.
 //
-//	go run ./scripts/bench -bin bin/audittail -mb 1000 -outputs null,fluentd,syslog,relp,relp-sink,logdna,otlp,elasticsearch,webhook,ibmcloudlogs
+//	go run ./scripts/bench -bin bin/audittail -mb 1000 -outputs null,fluentd,syslog,relp,rsyslog-omrelp,relp-sink,logdna,otlp,elasticsearch,webhook,ibmcloudlogs
 package main
 
 import (
@@ -52,7 +52,7 @@ func run() error {
 	bin := flag.String("bin", "bin/audittail", "the audittail binary")
 	mb := flag.Int("mb", 1000, "corpus size in MB")
 	dir := flag.String("dir", ".bench", "where the corpus and state go")
-	outs := flag.String("outputs", "null,fluentd,syslog,relp,relp-sink,logdna,otlp,elasticsearch,webhook,ibmcloudlogs", "outputs to measure")
+	outs := flag.String("outputs", "null,fluentd,syslog,relp,rsyslog-omrelp,relp-sink,logdna,otlp,elasticsearch,webhook,ibmcloudlogs", "outputs to measure")
 	flag.Parse()
 	if err := os.MkdirAll(*dir, 0o755); err != nil {
 		return err
@@ -489,7 +489,8 @@ func measureOmrelp(dir, corpus string, events int64) (result, error) {
 module(load="imfile" mode="inotify")
 module(load="omrelp")
 input(type="imfile" file="%s" tag="audit:" facility="local0" severity="info" freshStartTail="off")
-action(type="omrelp" target="127.0.0.1" port="%s")
+main_queue(queue.dequeueBatchSize="1024")
+action(type="omrelp" target="127.0.0.1" port="%s" windowSize="1024")
 `, work, corpus, port)
 	os.WriteFile(conf, []byte(body), 0o644)
 	cmd := exec.Command("rsyslogd", "-n", "-f", conf, "-i", filepath.Join(work, "pid"))
