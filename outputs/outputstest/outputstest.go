@@ -85,6 +85,15 @@ func waitReceived(t *testing.T, h Harness, n int) []string {
 	}
 }
 
+// expectInOrder fails t unless the receiver gets the events want, in
+// order and nothing else.
+func expectInOrder(t *testing.T, h Harness, want []string) {
+	t.Helper()
+	if got := waitReceived(t, h, len(want)); !slices.Equal(got, want) {
+		t.Fatalf("received %d events, want the %d sent, in order (first received %.3q, first sent %.3q)", len(got), len(want), got, want)
+	}
+}
+
 func contains(got []string, want []string) error {
 	set := make(map[string]int, len(got))
 	for _, id := range got {
@@ -141,10 +150,7 @@ func run(t *testing.T, h Harness, prepare bool) {
 		if err := send(t, o, b); err != nil {
 			t.Fatalf("Send: %v", err)
 		}
-		got := waitReceived(t, h, len(ids))
-		if !slices.Equal(got, ids) {
-			t.Fatalf("received %d events, want the batch's %d in order", len(got), len(ids))
-		}
+		expectInOrder(t, h, ids)
 	})
 
 	t.Run("keeps batches in the order they were sent", func(t *testing.T) {
@@ -159,10 +165,7 @@ func run(t *testing.T, h Harness, prepare bool) {
 			}
 			want = append(want, ids...)
 		}
-		got := waitReceived(t, h, len(want))
-		if !slices.Equal(got, want) {
-			t.Fatalf("received %d events out of order or incomplete, want %d", len(got), len(want))
-		}
+		expectInOrder(t, h, want)
 	})
 
 	t.Run("reports a transient failure so the batch is sent again", func(t *testing.T) {
@@ -256,20 +259,23 @@ func run(t *testing.T, h Harness, prepare bool) {
 // change after Prepare, and the next batch is prepared while the one
 // before is in flight.
 func runPrepared(t *testing.T, h Harness) {
-	reset := func() {
+	// start resets the receiver and returns a new output, closed when
+	// the test ends.
+	start := func(t *testing.T) (outputs.Output, outputs.Preparer) {
 		if h.Reset != nil {
 			h.Reset()
 		}
+		o := h.New(t)
+		t.Cleanup(func() { o.Close(context.Background()) })
+		return o, o.(outputs.Preparer)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
 	t.Run("sends the lines a batch holds, not those it held when prepared", func(t *testing.T) {
-		reset()
-		o := h.New(t)
-		defer o.Close(context.Background())
+		o, p := start(t)
 		b, ids := NewBatch(70, 20)
-		o.(outputs.Preparer).Prepare(b)
+		p.Prepare(b)
 		keep := []int{1, 5, 6, 19}
 		b.Keep(keep)
 		if err := o.Send(ctx, b); err != nil {
@@ -279,34 +285,23 @@ func runPrepared(t *testing.T, h Harness) {
 		for _, i := range keep {
 			want = append(want, ids[i])
 		}
-		got := waitReceived(t, h, len(want))
-		if !slices.Equal(got, want) {
-			t.Fatalf("received %v, want the kept %v", got, want)
-		}
+		expectInOrder(t, h, want)
 	})
 
 	t.Run("sends the lines a batch holds after it was refilled with as many", func(t *testing.T) {
-		reset()
-		o := h.New(t)
-		defer o.Close(context.Background())
+		o, p := start(t)
 		var b outputs.Batch
 		fill(&b, 72, 20)
-		o.(outputs.Preparer).Prepare(&b)
+		p.Prepare(&b)
 		want := fill(&b, 73, 20) // the same length, other events
 		if err := o.Send(ctx, &b); err != nil {
 			t.Fatalf("Send: %v", err)
 		}
-		got := waitReceived(t, h, len(want))
-		if !slices.Equal(got, want) {
-			t.Fatalf("received %d events, not the batch's %d as it is now", len(got), len(want))
-		}
+		expectInOrder(t, h, want)
 	})
 
 	t.Run("prepares batches of several streams at once", func(t *testing.T) {
-		reset()
-		o := h.New(t)
-		defer o.Close(context.Background())
-		p := o.(outputs.Preparer)
+		o, p := start(t)
 		var bufs [3]outputs.Batch
 		var ids [3][]string
 		var wg sync.WaitGroup
@@ -322,17 +317,11 @@ func runPrepared(t *testing.T, h Harness) {
 			}
 			want = append(want, ids[i]...)
 		}
-		got := waitReceived(t, h, len(want))
-		if !slices.Equal(got, want) {
-			t.Fatalf("received %d events, want the %d sent, in order", len(got), len(want))
-		}
+		expectInOrder(t, h, want)
 	})
 
 	t.Run("prepares the next batch while one is in flight", func(t *testing.T) {
-		reset()
-		o := h.New(t)
-		defer o.Close(context.Background())
-		p := o.(outputs.Preparer)
+		o, p := start(t)
 		// Two batches reused in turn, as the agent reuses them: each is
 		// prepared while the other's Send runs.
 		var bufs [2]outputs.Batch
@@ -352,9 +341,6 @@ func runPrepared(t *testing.T, h Harness) {
 		if err := o.Send(ctx, &bufs[6%2]); err != nil {
 			t.Fatalf("last Send: %v", err)
 		}
-		got := waitReceived(t, h, len(want))
-		if !slices.Equal(got, want) {
-			t.Fatalf("received %d events, want the %d sent, in order", len(got), len(want))
-		}
+		expectInOrder(t, h, want)
 	})
 }
