@@ -25,9 +25,7 @@ type preparingOutput struct {
 	outputs.Output
 	mu        sync.Mutex
 	sending   *outputs.Batch
-	inFlight  int
 	sends     int
-	maxFlight int
 	overlap   int // Prepares while another batch was in flight
 	own       int // Prepares of the batch in flight
 	used      int // Sends with a current prepared value
@@ -52,8 +50,7 @@ func (p *preparingOutput) Prepare(b *outputs.Batch) {
 
 func (p *preparingOutput) Send(ctx context.Context, b *outputs.Batch) error {
 	p.mu.Lock()
-	p.sending, p.inFlight, p.sends = b, p.inFlight+1, p.sends+1
-	p.maxFlight = max(p.maxFlight, p.inFlight)
+	p.sending, p.sends = b, p.sends+1
 	if v, ok := b.Prepared(); ok {
 		p.used++
 		if s := v.(*preparedSum); s.sum != crc32.ChecksumIEEE(b.Bytes()) || s.n != b.Len() {
@@ -64,7 +61,7 @@ func (p *preparingOutput) Send(ctx context.Context, b *outputs.Batch) error {
 	p.mu.Unlock()
 	defer func() {
 		p.mu.Lock()
-		p.sending, p.inFlight = nil, p.inFlight-1
+		p.sending = nil
 		p.mu.Unlock()
 	}()
 	time.Sleep(time.Millisecond) // the wait for an answer, during which the next batch is prepared
@@ -106,8 +103,6 @@ func TestTheNextBatchIsPreparedWhileOneIsInFlight(t *testing.T) {
 	defer po.mu.Unlock()
 	t.Logf("%d sends, %d with a prepared value, %d Prepares during another batch's Send", po.sends, po.used, po.overlap)
 	switch {
-	case po.maxFlight != 1:
-		t.Errorf("%d batches in flight at once, want 1", po.maxFlight)
 	case po.own > 0:
 		t.Errorf("%d Prepares of the batch being sent", po.own)
 	case po.stale > 0:
@@ -119,12 +114,12 @@ func TestTheNextBatchIsPreparedWhileOneIsInFlight(t *testing.T) {
 	}
 }
 
-// The sender runs beside the stream: when the agent stops, what the
-// output acknowledged is in the checkpoint, so a second run sends nothing
-// twice but the one batch a crash may re-send.
-func TestAStopWithABatchPreparedCommitsWhatWasAcknowledged(t *testing.T) {
+// A stop while a batch is in flight and the next is prepared delivers
+// the first, commits it, and leaves the prepared one to the next run: the
+// two runs together send every event once.
+func TestAStopWithABatchPreparedLosesAndRepeatsNothing(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.Batch.MaxEvents = 20 })
-	appendLines(t, h.input, events(0, 1000))
+	appendLines(t, h.input, events(0, 2000))
 	var sent atomic.Int64
 	start := func() {
 		log := h.log()
@@ -138,18 +133,19 @@ func TestAStopWithABatchPreparedCommitsWhatWasAcknowledged(t *testing.T) {
 		h.run(a)
 	}
 	start()
-	waitLines(t, h.out, 1000, h.logBuf)
+	waitLines(t, h.out, 500, h.logBuf) // stop in the middle
 	h.stop()
-	first := sent.Load()
-	appendLines(t, h.input, events(1000, 1100))
-	start()
-	got := waitLines(t, h.out, 1100, h.logBuf)
-	h.stop()
-	if !slices.Equal(got, events(0, 1100)) {
-		t.Fatalf("the output holds %d lines, want 1100 in order, each once", len(got))
+	if n := sent.Load(); n >= 2000 {
+		t.Logf("the first run sent everything (%d) before the stop", n)
 	}
-	if again := sent.Load() - first; again != 100 {
-		t.Fatalf("the second run sent %d events, want the 100 new ones", again)
+	start()
+	got := waitLines(t, h.out, 2000, h.logBuf)
+	h.stop()
+	if !slices.Equal(got, events(0, 2000)) {
+		t.Fatalf("the output holds %d lines, want 2000 in order, each once", len(got))
+	}
+	if n := sent.Load(); n != 2000 {
+		t.Fatalf("the two runs sent %d events, want 2000", n)
 	}
 }
 

@@ -85,12 +85,32 @@ func waitReceived(t *testing.T, h Harness, n int) []string {
 	}
 }
 
-// expectInOrder fails t unless the receiver gets the events want, in
-// order and nothing else.
+// expectInOrder fails t unless the first events the receiver gets are
+// want, in order (more arriving later goes unseen).
 func expectInOrder(t *testing.T, h Harness, want []string) {
 	t.Helper()
 	if got := waitReceived(t, h, len(want)); !slices.Equal(got, want) {
 		t.Fatalf("received %d events, want the %d sent, in order (first received %.3q, first sent %.3q)", len(got), len(want), got, want)
+	}
+}
+
+// waitAll waits until the receiver holds every event of want, or until
+// none has arrived for stall.
+func waitAll(t *testing.T, h Harness, want []string) error {
+	t.Helper()
+	prev, since := -1, time.Now()
+	for {
+		got := h.Received()
+		err := contains(got, want)
+		if err == nil {
+			return nil
+		}
+		if len(got) != prev {
+			prev, since = len(got), time.Now()
+		} else if time.Since(since) > stall {
+			return err
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 
@@ -298,6 +318,38 @@ func runPrepared(t *testing.T, h Harness) {
 			t.Fatalf("Send: %v", err)
 		}
 		expectInOrder(t, h, want)
+	})
+
+	t.Run("prepares a batch again after its Send failed", func(t *testing.T) {
+		// A failed Send may leave the prepared value in use (a Kafka
+		// produce still in flight), and the batch may be prepared again
+		// with other lines (the agent moves on after dead-lettering):
+		// that must not write over what the sink may still read.
+		o, p := start(t)
+		var b outputs.Batch
+		fill(&b, 90, 20)
+		p.Prepare(&b)
+		h.FailTransient(1)
+		if err := o.Send(ctx, &b); err == nil {
+			t.Fatal("Send returned nil although the receiver did not accept the batch")
+		}
+		want := fill(&b, 91, 20)
+		p.Prepare(&b)
+		for attempt := 1; ; attempt++ {
+			err := o.Send(ctx, &b)
+			if err == nil {
+				break
+			}
+			if outputs.IsPermanent(err) || attempt == 20 {
+				t.Fatalf("Send of the next lines, attempt %d: %v", attempt, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		// The first lines may arrive too, even twice: wait for every one
+		// of the second, not for a count.
+		if err := waitAll(t, h, want); err != nil {
+			t.Fatal(err)
+		}
 	})
 
 	t.Run("prepares batches of several streams at once", func(t *testing.T) {

@@ -161,9 +161,10 @@ func timeCat(path string) (time.Duration, error) {
 
 var deliveredRe = regexp.MustCompile(`output \S+: read \d+, delivered (\d+)`)
 
-// measure runs backfill on the corpus into one output.
-func measure(bin, dir, corpus, name string) (result, error) {
-	r := result{name: name}
+// measure runs backfill on the corpus into one output. r is named: the
+// receiver's count, taken by the deferred stop, is part of the result.
+func measure(bin, dir, corpus, name string) (r result, err error) {
+	r = result{name: name}
 	var output string
 	stop := func() {}
 	switch name {
@@ -222,7 +223,7 @@ func measure(bin, dir, corpus, name string) (result, error) {
 		if err != nil {
 			return r, err
 		}
-		stop = func() { r.receiverEvents, r.receiverChecked = relpReceived(dir), true; stopSyslog() }
+		stop = func() { stopSyslog(); r.receiverEvents, r.receiverChecked = relpReceived(dir), true }
 		output = fmt.Sprintf("  - type: syslog\n    address: relp://%s\n    hostname: bench\n", addr)
 		if w := os.Getenv("BENCH_RELP_WINDOW"); w != "" {
 			output += "    relp_window: " + w + "\n"
@@ -257,7 +258,7 @@ func measure(bin, dir, corpus, name string) (result, error) {
 	cmd.Stdout = &out
 	cmd.Stderr = os.Stderr
 	start := time.Now()
-	err := cmd.Run()
+	err = cmd.Run()
 	r.wall = time.Since(start)
 	if err != nil {
 		return r, fmt.Errorf("backfill: %w\n%s", err, out.String())
