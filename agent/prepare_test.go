@@ -23,13 +23,13 @@ import (
 // again, so that the agent narrows a prepared batch.
 type preparingOutput struct {
 	outputs.Output
-	mu        sync.Mutex
-	sending   *outputs.Batch
-	sends     int
-	overlap   int // Prepares while another batch was in flight
-	own       int // Prepares of the batch in flight
-	used      int // Sends with a current prepared value
-	stale     int // ... that was not for the batch's lines
+	mu      sync.Mutex
+	sending *outputs.Batch
+	sends   int
+	overlap int // Prepares while another batch was in flight
+	own     int // Prepares of the batch in flight
+	used    int // Sends with a current prepared value
+	stale   int // ... that was not for the batch's lines
 }
 
 type preparedSum struct {
