@@ -70,10 +70,16 @@ const stall = 30 * time.Second
 // until none has arrived for stall.
 func waitReceived(t *testing.T, h Harness, n int) []string {
 	t.Helper()
+	return waitUntil(h, func(got []string) bool { return len(got) >= n })
+}
+
+// waitUntil returns what the receiver holds once done says it is
+// enough, or once nothing has arrived for stall.
+func waitUntil(h Harness, done func(got []string) bool) []string {
 	prev, since := -1, time.Now()
 	for {
 		got := h.Received()
-		if len(got) >= n {
+		if done(got) {
 			return got
 		}
 		if len(got) != prev {
@@ -98,20 +104,7 @@ func expectInOrder(t *testing.T, h Harness, want []string) {
 // none has arrived for stall.
 func waitAll(t *testing.T, h Harness, want []string) error {
 	t.Helper()
-	prev, since := -1, time.Now()
-	for {
-		got := h.Received()
-		err := contains(got, want)
-		if err == nil {
-			return nil
-		}
-		if len(got) != prev {
-			prev, since = len(got), time.Now()
-		} else if time.Since(since) > stall {
-			return err
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	return contains(waitUntil(h, func(got []string) bool { return contains(got, want) == nil }), want)
 }
 
 func contains(got []string, want []string) error {
@@ -310,11 +303,9 @@ func runPrepared(t *testing.T, h Harness) {
 
 	t.Run("sends the lines a batch holds after it was refilled with as many", func(t *testing.T) {
 		o, p := start(t)
-		var b outputs.Batch
-		fill(&b, 72, 20)
-		p.Prepare(&b)
-		want := fill(&b, 73, 20) // the same length, other events
-		if err := o.Send(ctx, &b); err != nil {
+		b := prepared(p, 72, 20)
+		want := fill(b, 73, 20) // the same length, other events
+		if err := o.Send(ctx, b); err != nil {
 			t.Fatalf("Send: %v", err)
 		}
 		expectInOrder(t, h, want)
@@ -326,17 +317,15 @@ func runPrepared(t *testing.T, h Harness) {
 		// with other lines (the agent moves on after dead-lettering):
 		// that must not write over what the sink may still read.
 		o, p := start(t)
-		var b outputs.Batch
-		fill(&b, 90, 20)
-		p.Prepare(&b)
+		b := prepared(p, 90, 20)
 		h.FailTransient(1)
-		if err := o.Send(ctx, &b); err == nil {
+		if err := o.Send(ctx, b); err == nil {
 			t.Fatal("Send returned nil although the receiver did not accept the batch")
 		}
-		want := fill(&b, 91, 20)
-		p.Prepare(&b)
+		want := fill(b, 91, 20)
+		p.Prepare(b)
 		for attempt := 1; ; attempt++ {
-			err := o.Send(ctx, &b)
+			err := o.Send(ctx, b)
 			if err == nil {
 				break
 			}
@@ -395,4 +384,13 @@ func runPrepared(t *testing.T, h Harness) {
 		}
 		expectInOrder(t, h, want)
 	})
+}
+
+// prepared returns a batch of n events, filled as NewBatch does, that p
+// has prepared.
+func prepared(p outputs.Preparer, seed uint64, n int) *outputs.Batch {
+	b := &outputs.Batch{}
+	fill(b, seed, n)
+	p.Prepare(b)
+	return b
 }
