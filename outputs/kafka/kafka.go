@@ -223,7 +223,7 @@ func (o *Output) Send(ctx context.Context, b *outputs.Batch) error {
 	// franz-go has set fields of theirs (timestamp, partition) meanwhile.
 	var r *records
 	if v, ok := b.Prepared(); ok {
-		if p, _ := v.(*records); p != nil && p.out == o && p.n == n && !p.produced {
+		if p, _ := v.(*records); p != nil && p.out == o && !p.produced {
 			r = p
 		}
 	}
@@ -284,7 +284,6 @@ func (o *Output) Send(ctx context.Context, b *outputs.Batch) error {
 // by Prepare (while the batch before is in flight) or by Send.
 type records struct {
 	out      *Output
-	n        int // the batch's lines
 	recs     []kgo.Record
 	hdrs     []kgo.RecordHeader
 	arena    []byte
@@ -375,7 +374,7 @@ func (o *Output) build(r *records, b *outputs.Batch) {
 		rec.Value = arena[vs:len(arena):len(arena)]
 		produce = append(produce, rec)
 	}
-	r.n, r.recs, r.hdrs, r.arena, r.produce, r.rejected = n, recs, hdrs, arena, produce, rejected
+	r.recs, r.hdrs, r.arena, r.produce, r.rejected = recs, hdrs, arena, produce, rejected
 	r.cut, r.produced = cut, false
 }
 

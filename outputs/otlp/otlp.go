@@ -139,7 +139,6 @@ type prepared struct {
 	buf     []byte
 	zc      *pargzip.Compressor
 	payload []byte // the request as posted: in buf, or gzipped in zc
-	records int
 }
 
 // Prepare encodes (and compresses) b as one request, so that Send only
@@ -163,7 +162,7 @@ func (o *Output) Prepare(b *outputs.Batch) {
 	if len(body)-o.header.reserve() > o.maxBody {
 		return
 	}
-	p.payload, p.records = o.header.finish(body), b.Len()
+	p.payload = o.header.finish(body)
 	if o.gzip {
 		z, err := p.zc.Compress(p.payload)
 		if err != nil {
@@ -313,7 +312,7 @@ func (o *Output) Send(ctx context.Context, b *outputs.Batch) error {
 	}
 	n := b.Len()
 	if v, ok := b.Prepared(); ok {
-		if p, _ := v.(*prepared); p != nil && p.out == o && p.records == n {
+		if p, _ := v.(*prepared); p != nil && p.out == o {
 			res := o.postPayload(ctx, p.payload, n)
 			switch {
 			case res.err == nil:
